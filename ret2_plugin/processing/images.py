@@ -1,0 +1,118 @@
+"""Image loading with validation: every failure names the source and the reason.
+
+Built-in loaders (files, bytes, URLs) are registered as plugins; `load_image` tries plugin loaders
+first. Decompression bombs are refused (Pillow's limit, raised to an error), truncated files are not
+silently padded, and with `root` set a path must stay inside it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+ALLOW_NETWORK_ENV = "RET2_ALLOW_NETWORK"
+
+
+class ImageLoadError(ValueError):
+    """An image that cannot be used; the message names the source and the reason."""
+
+    def __init__(self, source: Any, reason: str) -> None:
+        self.source, self.reason = _describe(source), reason
+        super().__init__(f"image {self.source}: {reason}")
+
+
+def _describe(source: Any) -> str:
+    if isinstance(source, (str, Path)):
+        return repr(str(source))
+    if isinstance(source, (bytes, bytearray)):
+        return f"<{len(source)} bytes>"
+    return f"<{type(source).__name__}>"
+
+
+def confine(path: str | Path, root: str | Path | None) -> Path:
+    """Resolve `path` (relative paths against `root`) and refuse anything outside `root`."""
+    path = Path(path)
+    if root is None:
+        return path
+    root_resolved = Path(root).resolve()
+    resolved = (root_resolved / path).resolve() if not path.is_absolute() else path.resolve()
+    if not resolved.is_relative_to(root_resolved):
+        raise ImageLoadError(path, f"path escapes the image root {str(root_resolved)!r}")
+    return resolved
+
+
+def _decode(data: io.BytesIO | Path, source: Any) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(data) as img:
+                img.load()
+                return img.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageLoadError(source, f"larger than the decompression-bomb limit ({MAX_IMAGE_PIXELS} pixels): {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageLoadError(source, "not an image (unrecognised format)") from exc
+    except OSError as exc:
+        raise ImageLoadError(source, f"unreadable or truncated image: {exc}") from exc
+
+
+def load_local_image(source: Any, root: str | Path | None = None) -> Image.Image | None:
+    """Plugin loader for local paths (str / Path that are not URLs)."""
+    if isinstance(source, Path) or (isinstance(source, str) and not source.startswith(("http://", "https://"))):
+        path = confine(source, root)
+        if not path.is_file():
+            raise ImageLoadError(source, "file not found")
+        return _decode(path, source)
+    return None
+
+
+def load_image_bytes(source: Any, root: str | Path | None = None) -> Image.Image | None:
+    """Plugin loader for raw bytes and Haystack `ByteStream`-like objects (`.data`)."""
+    data = getattr(source, "data", source)
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return _decode(io.BytesIO(bytes(data)), source)
+    return None
+
+
+def load_url_image(source: Any, root: str | Path | None = None) -> Image.Image | None:
+    """Plugin loader for http(s) URLs; refused unless RET2_ALLOW_NETWORK=1 (offline by default)."""
+    if not (isinstance(source, str) and source.startswith(("http://", "https://"))):
+        return None
+    if os.environ.get(ALLOW_NETWORK_ENV) != "1":
+        raise ImageLoadError(source, f"URL images need network use enabled ({ALLOW_NETWORK_ENV}=1)")
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(source, timeout=30) as response:  # noqa: S310 (http/https only)
+            return _decode(io.BytesIO(response.read()), source)
+    except OSError as exc:
+        raise ImageLoadError(source, f"download failed: {exc}") from exc
+
+
+def load_image(source: Any, *, root: str | Path | None = None) -> Image.Image:
+    """PIL images and numpy arrays pass through (as RGB); anything else goes through the registered
+    image loaders (plugins first). Raises `ImageLoadError`."""
+    if isinstance(source, Image.Image):
+        return source if source.mode == "RGB" else source.convert("RGB")
+    if isinstance(source, np.ndarray):
+        try:
+            return Image.fromarray(source).convert("RGB")
+        except (TypeError, ValueError) as exc:
+            raise ImageLoadError(source, f"array of shape {source.shape} / {source.dtype} is not an image") from exc
+    from ret2_plugin.plugins import image_loaders
+
+    for loader in image_loaders():
+        try:
+            image = loader(source, root=root)
+        except TypeError:
+            image = loader(source)
+        if image is not None:
+            return image
+    raise ImageLoadError(source, "no image loader understands this source")

@@ -1,0 +1,101 @@
+"""`ReT2Processor`: items -> model inputs, exactly as the official `get_ret_features` prepares them.
+
+Text: the query side gets `"{instruction} {text}"`; missing text is the empty string with
+`text_mask = 0`. Images: missing ones become a black 336x336 placeholder run through the image
+processor with `image_mask = 0`. Tokenizer called with padding + truncation (CLIP: 77 tokens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoTokenizer
+
+from ret2_plugin.items import Item
+from ret2_plugin.processing.images import load_image
+
+PLACEHOLDER_SIZE = (336, 336)
+Side = Literal["query", "document"]
+
+
+def _has_tokenizer_files(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"))
+
+
+class ReT2Processor:
+    """Tokenizer + image processor + the masks ReT's gates need."""
+
+    def __init__(self, tokenizer: Any, image_processor: Any, *, max_length: int | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.max_length = max_length
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        text_model_name_or_path: str | None = None,
+        vision_model_name_or_path: str | None = None,
+        max_length: int | None = None,
+    ) -> ReT2Processor:
+        """Files saved in `path` win; otherwise they come from the backbones' names / paths."""
+        folder = Path(path)
+        text_source = str(folder) if _has_tokenizer_files(folder) else text_model_name_or_path
+        vision_source = str(folder) if (folder / "preprocessor_config.json").is_file() else vision_model_name_or_path
+        if not text_source or not vision_source:
+            raise FileNotFoundError(
+                f"no tokenizer / image processor files in {folder} and no backbone name to load them from"
+            )
+        tokenizer = AutoTokenizer.from_pretrained(text_source)
+        image_processor = AutoImageProcessor.from_pretrained(vision_source)
+        return cls(tokenizer, image_processor, max_length=max_length)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(str(folder))
+        self.image_processor.save_pretrained(str(folder))
+
+    # ---- pieces, usable separately (e.g. decode images in DataLoader workers) --------------------
+    def text_of(self, item: Item, side: Side) -> str:
+        if not item.has_text and not (side == "query" and item.instruction):
+            return ""
+        return item.query_text() if side == "query" else (item.text or "")
+
+    def load_images(self, items: Sequence[Item], *, root: str | Path | None = None) -> list[Image.Image | None]:
+        """Decode every item's image (None where it has none); raises `ImageLoadError`."""
+        return [load_image(item.image, root=root) if item.has_image else None for item in items]
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        kwargs: dict[str, Any] = dict(return_tensors="pt", padding=True, truncation=True)
+        if self.max_length:
+            kwargs["max_length"] = self.max_length
+        encoded = self.tokenizer(list(texts), **kwargs)
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+
+    def pixel_values(self, images: Sequence[Image.Image | None]) -> torch.Tensor:
+        filled = [img if img is not None else Image.new("RGB", PLACEHOLDER_SIZE, color="black") for img in images]
+        return self.image_processor(filled, return_tensors="pt")["pixel_values"]
+
+    def __call__(
+        self,
+        items: Sequence[Item],
+        side: Side = "document",
+        *,
+        images: Sequence[Image.Image | None] | None = None,
+        root: str | Path | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Model inputs for a batch; pass `images` when they were decoded elsewhere."""
+        if images is None:
+            images = self.load_images(items, root=root)
+        texts = [self.text_of(item, side) for item in items]
+        batch = self.tokenize(texts)
+        batch["pixel_values"] = self.pixel_values(images)
+        batch["text_mask"] = torch.tensor([1.0 if t else 0.0 for t in texts])
+        batch["image_mask"] = torch.tensor([0.0 if img is None else 1.0 for img in images])
+        return batch

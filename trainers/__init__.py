@@ -1,0 +1,1 @@
+"""Training: datasets, collators, losses, the loop, distributed helpers, evaluation; installed as `ret2_plugin.trainers`."""
