@@ -1,0 +1,82 @@
+"""Open an index by backend name and query it with text, an image, or both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ret2_plugin.index import IndexBackend, SearchHit
+from ret2_plugin.items import Item
+from ret2_plugin.modeling import ReT2Config, ReT2Model
+from ret2_plugin.plugins import get_index_backend
+
+
+def open_index(backend: str, location: str, **options: Any) -> IndexBackend:
+    """Open an existing index through the plugin registry (the index must exist)."""
+    return get_index_backend(backend).open(location, **options)
+
+
+def model_config(encoder: Any) -> ReT2Config:
+    """The `ReT2Config` of the ReT model inside a sentence-transformers encoder."""
+    for module in encoder.modules():
+        if isinstance(module, ReT2Model):
+            return module.config
+    raise TypeError(f"{type(encoder).__name__} does not contain a ReT2Model")
+
+
+def is_multi_vector(encoder: Any) -> bool:
+    return model_config(encoder).multi_vector
+
+
+def create_index(backend: str, location: str, encoder: Any, *, model: str, **options: Any) -> IndexBackend:
+    """Create (or reopen, checking it fits) an index for `encoder`'s vectors; records the model."""
+    config = model_config(encoder)
+    dim, multi_vector = config.embedding_dim, config.multi_vector
+    info = {"model": model, "embedding_dim": dim, "multi_vector": multi_vector}
+    return get_index_backend(backend).open(location, dim=dim, multi_vector=multi_vector, similarity="cosine", info=info, **options)
+
+
+def query_input(text: str | None = None, image: Any = None) -> Any:
+    """The sentence-transformers input for a text, an image, or a joint query."""
+    if text and image is not None:
+        return {"text": text, "image": image}
+    if image is not None:
+        return {"image": str(image) if isinstance(image, Path) else image}
+    if text:
+        return text
+    raise ValueError("a query needs --text, --image, or both")
+
+
+def embed_query(encoder: Any, text: str | None = None, image: Any = None, instruction: str | None = None) -> np.ndarray:
+    """One query embedding ([D], or [K, D] for multi-vector models), normalised."""
+    kwargs: dict[str, Any] = {"convert_to_numpy": True}
+    if instruction:
+        kwargs["prompt"] = instruction
+    if not is_multi_vector(encoder):
+        kwargs["normalize_embeddings"] = True
+    vectors = encoder.encode_query([query_input(text, image)], **kwargs)
+    return np.asarray(vectors[0], dtype=np.float32)
+
+
+def embed_queries(encoder: Any, queries: list[Item], *, batch_size: int = 32) -> np.ndarray:
+    """Embed many query items in batches; each keeps its own instruction (`"{instruction} {text}"`)."""
+    inputs = [query_input(q.query_text() or None, q.image) for q in queries]
+    kwargs: dict[str, Any] = {"convert_to_numpy": True, "batch_size": batch_size}
+    if not is_multi_vector(encoder):
+        kwargs["normalize_embeddings"] = True
+    return np.asarray(encoder.encode_query(inputs, **kwargs), dtype=np.float32)
+
+
+def search(
+    encoder: Any,
+    index: IndexBackend,
+    *,
+    text: str | None = None,
+    image: Any = None,
+    instruction: str | None = None,
+    top_k: int = 10,
+    filters: dict[str, Any] | None = None,
+) -> list[SearchHit]:
+    return index.search(embed_query(encoder, text, image, instruction), top_k=top_k, filters=filters)
