@@ -1,0 +1,12 @@
+"""Elasticsearch 8.19 index backend (registered as `elasticsearch`).
+
+Split by job: `connection` (client from args / env), `mapping` (index body, read-back, mismatch check),
+`filters` (Haystack filters -> ES DSL), `queries` (kNN / BM25 bodies, RRF), `bulk` (streaming writer),
+`backend` (the protocol).
+"""
+
+from .backend import ElasticsearchBackend
+from .connection import ElasticsearchConnectionError, backend_options_from_args
+from .filters import to_es_query
+
+__all__ = ["ElasticsearchBackend", "ElasticsearchConnectionError", "backend_options_from_args", "to_es_query"]

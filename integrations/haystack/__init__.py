@@ -1,0 +1,18 @@
+"""Haystack components for ReT / ReT-2: embedders, a retriever over any registered index backend, and a
+writer. Also published as `haystack_integrations.components.{embedders,retrievers,writers}.ret2` (the
+path pipeline YAML names them by)."""
+
+from ret2_plugin.integrations.haystack.document_embedder import DocumentEmbeddingError, ReT2DocumentEmbedder
+from ret2_plugin.integrations.haystack.images import DocumentImageError
+from ret2_plugin.integrations.haystack.query_embedder import ReT2QueryEmbedder
+from ret2_plugin.integrations.haystack.retriever import ReT2Retriever
+from ret2_plugin.integrations.haystack.writer import ReT2DocumentWriter
+
+__all__ = [
+    "DocumentEmbeddingError",
+    "DocumentImageError",
+    "ReT2DocumentEmbedder",
+    "ReT2DocumentWriter",
+    "ReT2QueryEmbedder",
+    "ReT2Retriever",
+]

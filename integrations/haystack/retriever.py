@@ -1,0 +1,141 @@
+"""`ReT2Retriever`: nearest-neighbour retrieval over any registered index backend.
+
+The backend is chosen by name through the plugin registry (`"faiss"`, `"elasticsearch"`, `"memory"`, or
+one a third-party plugin adds) and opened in `warm_up` with `Backend.open(location, **backend_options)`.
+Filters use Haystack syntax, combined with the init-time filters by `filter_policy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from typing import Any
+
+import numpy as np
+from haystack import component, default_from_dict, default_to_dict
+from haystack.dataclasses import Document
+from haystack.document_stores.types import FilterPolicy
+from haystack.document_stores.types.filter_policy import apply_filter_policy
+
+from ret2_plugin import plugins
+from ret2_plugin.index import SearchHit
+from ret2_plugin.integrations.haystack.backend_options import (
+    check_options,
+    deserialize_options,
+    resolve_options,
+    serialize_options,
+)
+
+PUBLIC_MODULE = "haystack_integrations.components.retrievers.ret2"
+
+
+def hit_to_document(hit: SearchHit) -> Document:
+    """A backend hit as a Haystack Document (the image reference goes to `meta["file_path"]`)."""
+    meta = dict(hit.meta)
+    if hit.image is not None:
+        meta["file_path"] = hit.image
+    return Document(id=hit.id, content=hit.text, meta=meta, score=hit.score)
+
+
+@component
+class ReT2Retriever:
+    """Retrieves Documents whose ReT / ReT-2 embeddings are nearest to a query embedding.
+
+    ```python
+    retriever = ReT2Retriever(backend="faiss", location="index/")
+    docs = retriever.run(query_embedding=embedding, top_k=5)["documents"]
+    ```
+    """
+
+    __module__ = PUBLIC_MODULE  # serialise under haystack_integrations (default YAML allow-list)
+
+    def __init__(
+        self,
+        *,
+        backend: str = "faiss",
+        location: str,
+        backend_options: dict[str, Any] | None = None,
+        filters: dict[str, Any] | None = None,
+        top_k: int = 10,
+        filter_policy: str | FilterPolicy = FilterPolicy.REPLACE,
+        score_threshold: float | None = None,
+    ) -> None:
+        """
+        :param backend: Registered index backend name (see `ret2 plugins`).
+        :param location: Where the index lives (a folder for FAISS, an index name for Elasticsearch, ...).
+        :param backend_options: Extra keyword arguments for the backend's `open`; credentials must be
+            `haystack.utils.Secret` (resolved at `warm_up`, serialised as env var names).
+        :param filters: Haystack-syntax filters applied to every query.
+        :param top_k: Maximum number of Documents to return.
+        :param filter_policy: How runtime filters combine with `filters` (replace or merge).
+        :param score_threshold: Drop hits scoring below this value.
+        """
+        if top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        self.backend = backend
+        self.location = location
+        self.backend_options = check_options(backend_options)
+        self.filters = filters or {}
+        self.top_k = top_k
+        self.filter_policy = FilterPolicy.from_str(filter_policy) if isinstance(filter_policy, str) else filter_policy
+        self.score_threshold = score_threshold
+        self._index: Any = None
+
+    def warm_up(self) -> None:
+        """Open the index once (later calls do nothing)."""
+        if self._index is None:
+            backend_cls = plugins.get_index_backend(self.backend)
+            self._index = backend_cls.open(self.location, **resolve_options(self.backend_options))
+
+    def close(self) -> None:
+        """Release the backend (it reopens on the next `run`)."""
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(
+            self,
+            backend=self.backend,
+            location=self.location,
+            backend_options=serialize_options(self.backend_options),
+            filters=self.filters,
+            top_k=self.top_k,
+            filter_policy=self.filter_policy.value,
+            score_threshold=self.score_threshold,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReT2Retriever:
+        params = dict(data.get("init_parameters", {}))  # leave the caller's dict untouched
+        data = {**data, "init_parameters": params}
+        params["backend_options"] = deserialize_options(params.get("backend_options"))
+        if isinstance(params.get("filter_policy"), str):
+            params["filter_policy"] = FilterPolicy.from_str(params["filter_policy"])
+        return default_from_dict(cls, data)
+
+    @component.output_types(documents=list[Document])
+    def run(
+        self, query_embedding: list[float], filters: dict[str, Any] | None = None, top_k: int | None = None
+    ) -> dict[str, list[Document]]:
+        """Retrieve the nearest Documents, best first, with `score` set.
+
+        :param query_embedding: The query vector (e.g. from `ReT2QueryEmbedder`).
+        :param filters: Runtime filters, combined with the init filters by `filter_policy`.
+        :param top_k: Overrides the init `top_k`.
+        """
+        self.warm_up()
+        query = np.asarray(query_embedding, dtype=np.float32)
+        combined = apply_filter_policy(self.filter_policy, self.filters, filters) or None
+        hits = self._index.search(query, top_k=top_k or self.top_k, filters=combined)
+        if self.score_threshold is not None:
+            hits = [hit for hit in hits if hit.score >= self.score_threshold]
+        return {"documents": [hit_to_document(hit) for hit in hits]}
+
+    @component.output_types(documents=list[Document])
+    async def run_async(
+        self, query_embedding: list[float], filters: dict[str, Any] | None = None, top_k: int | None = None
+    ) -> dict[str, list[Document]]:
+        """`run` in a worker thread (backends are synchronous)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, partial(self.run, query_embedding=query_embedding, filters=filters, top_k=top_k))

@@ -1,0 +1,127 @@
+"""`ReT2DocumentWriter`: writes embedded Documents into a registered index backend.
+
+The counterpart of `ReT2Retriever` for indexing pipelines (embedder -> writer) on FAISS, Elasticsearch,
+the in-memory backend or a plugin's backend. The index is created on first write (its dimension taken
+from the first embedding) and reopened afterwards; writes are upserts by id and are persisted after
+each run. Documents the backend refuses are returned with the reason, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+import numpy as np
+from haystack import component, default_from_dict, default_to_dict
+from haystack.dataclasses import Document
+
+from ret2_plugin import plugins
+from ret2_plugin.index import IndexRecord
+from ret2_plugin.integrations.haystack.backend_options import (
+    check_options,
+    deserialize_options,
+    resolve_options,
+    serialize_options,
+)
+
+logger = logging.getLogger(__name__)
+
+PUBLIC_MODULE = "haystack_integrations.components.writers.ret2"
+
+
+def document_to_record(doc: Document) -> IndexRecord:
+    """`meta["file_path"]` becomes the record's image reference; the rest of meta stays filterable."""
+    meta = {k: v for k, v in doc.meta.items() if k != "file_path"}
+    image = doc.meta.get("file_path")
+    return IndexRecord(
+        id=doc.id,
+        embedding=np.asarray(doc.embedding, dtype=np.float32),
+        text=doc.content,
+        image=str(image) if image is not None else None,
+        meta=meta,
+    )
+
+
+@component
+class ReT2DocumentWriter:
+    """Writes Documents with embeddings to a ret2 index backend chosen by name."""
+
+    __module__ = PUBLIC_MODULE  # serialise under haystack_integrations (default YAML allow-list)
+
+    def __init__(
+        self,
+        *,
+        backend: str = "faiss",
+        location: str,
+        backend_options: dict[str, Any] | None = None,
+        similarity: str = "cosine",
+    ) -> None:
+        """
+        :param backend: Registered index backend name (see `ret2 plugins`).
+        :param location: Where the index lives.
+        :param backend_options: Extra keyword arguments for the backend's `open` (credentials as `Secret`).
+        :param similarity: Similarity recorded when the index is created.
+        """
+        self.backend = backend
+        self.location = location
+        self.backend_options = check_options(backend_options)
+        self.similarity = similarity
+        self._index: Any = None
+
+    def _open(self, dim: int) -> Any:
+        if self._index is None:
+            backend_cls = plugins.get_index_backend(self.backend)
+            self._index = backend_cls.open(
+                self.location, dim=dim, similarity=self.similarity, **resolve_options(self.backend_options)
+            )
+        return self._index
+
+    def to_dict(self) -> dict[str, Any]:
+        return default_to_dict(
+            self,
+            backend=self.backend,
+            location=self.location,
+            backend_options=serialize_options(self.backend_options),
+            similarity=self.similarity,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReT2DocumentWriter:
+        params = dict(data.get("init_parameters", {}))  # leave the caller's dict untouched
+        data = {**data, "init_parameters": params}
+        params["backend_options"] = deserialize_options(params.get("backend_options"))
+        return default_from_dict(cls, data)
+
+    @component.output_types(documents_written=int, failed_documents=list[Document])
+    def run(self, documents: list[Document]) -> dict[str, Any]:
+        """Upsert `documents`; returns how many were written and those that were not (reason in
+        `meta["write_error"]`)."""
+        failed: list[tuple[Document, str]] = []
+        records: list[IndexRecord] = []
+        by_id: dict[str, Document] = {}
+        for doc in documents:
+            if doc.embedding is None:
+                failed.append((doc, "document has no embedding (run an embedder first)"))
+                continue
+            records.append(document_to_record(doc))
+            by_id[doc.id] = doc
+        written = 0
+        if records:
+            index = self._open(dim=int(records[0].embedding.shape[-1]))
+            report = index.add(records)
+            index.persist()
+            written = report.written
+            failed.extend((by_id[doc_id], reason) for doc_id, reason in report.failed)
+        for doc, reason in failed:
+            logger.warning("document %s not written: %s", doc.id, reason)
+        failed_docs = [replace(doc, meta={**doc.meta, "write_error": reason}) for doc, reason in failed]
+        return {"documents_written": written, "failed_documents": failed_docs}
+
+    @component.output_types(documents_written=int, failed_documents=list[Document])
+    async def run_async(self, documents: list[Document]) -> dict[str, Any]:
+        """`run` in a worker thread (backends are synchronous)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, partial(self.run, documents=documents))

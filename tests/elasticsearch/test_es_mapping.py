@@ -1,0 +1,110 @@
+"""Index creation from the model's dims, mapping read-back, and refusal of mismatched indexes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ret2_plugin.index import IndexMismatchError, IndexRecord
+from ret2_plugin.integrations.elasticsearch import ElasticsearchBackend
+from tests.elasticsearch.conftest import unit_vectors
+
+pytestmark = pytest.mark.integration
+
+
+def test_mapping_from_dims_and_options(es_client, es_options, index_name):
+    backend = ElasticsearchBackend.open(
+        index_name, dim=48, info={"model": "tiny-ret2"}, index_type="hnsw", m=8, ef_construction=64, **es_options
+    )
+    mapping = es_client.indices.get_mapping(index=index_name)[index_name]["mappings"]
+    vector = mapping["properties"]["embedding"]
+    assert vector["type"] == "dense_vector"
+    assert vector["dims"] == 48
+    assert vector["similarity"] == "dot_product"  # cosine on unit vectors, normalised client-side
+    assert vector["index_options"]["type"] == "hnsw"
+    assert vector["index_options"]["m"] == 8
+    assert vector["index_options"]["ef_construction"] == 64
+    assert mapping["properties"]["text"]["type"] == "text"
+    assert mapping["properties"]["content_hash"]["type"] == "keyword"
+    assert mapping["properties"]["image"]["index"] is False
+    assert "tokens" not in mapping["properties"]
+    assert mapping["_meta"]["ret2"]["info"] == {"model": "tiny-ret2"}
+    assert backend.info == {"model": "tiny-ret2"}
+    # meta strings become keyword (exact filters), numbers stay numeric
+    backend.add([IndexRecord("a", unit_vectors(1, 48)[0], meta={"source": "stamps", "year": 1990})], refresh=True)
+    meta = es_client.indices.get_mapping(index=index_name)[index_name]["mappings"]["properties"]["meta"]["properties"]
+    assert meta["source"]["type"] == "keyword"
+    assert meta["year"]["type"] == "long"
+
+
+@pytest.mark.parametrize("index_type", ["int8_hnsw", "bbq_hnsw", "flat", "int4_hnsw"])
+def test_index_types_accepted(es_client, es_options, index_name, index_type):
+    backend = ElasticsearchBackend.open(index_name, dim=64, index_type=index_type, **es_options)
+    found = es_client.indices.get_mapping(index=index_name)[index_name]["mappings"]["properties"]["embedding"]
+    assert found["index_options"]["type"] == index_type
+    assert backend.layout["index_options"]["type"] == index_type
+    if index_type in ("int8_hnsw", "int4_hnsw"):  # quantized: raw-vector rescoring on by default
+        assert found["index_options"]["rescore_vector"] == {"oversample": 2.0}
+
+
+def test_unknown_index_type_is_refused(es_client, es_options, index_name):
+    with pytest.raises(ValueError, match="unknown Elasticsearch index_type 'ivf'"):
+        ElasticsearchBackend.open(index_name, dim=8, index_type="ivf", **es_options)
+    assert not es_client.indices.exists(index=index_name)
+
+
+def test_open_missing_index_without_dim(es_options, index_name):
+    with pytest.raises(ValueError, match="does not exist"):
+        ElasticsearchBackend.open(index_name, **es_options)
+
+
+def test_reopen_reads_layout(es_options, index_name):
+    ElasticsearchBackend.open(index_name, dim=16, multi_vector=True, info={"model": "v1"}, **es_options)
+    again = ElasticsearchBackend.open(index_name, **es_options)  # no dim: take the index as it is
+    assert (again.dim, again.multi_vector, again.info) == (16, True, {"model": "v1"})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"dim": 32}, r"dims 16 \(asked for 32\)"),
+        ({"dim": 16, "multi_vector": True}, r"single-vector \(asked for multi-vector\)"),
+        ({"dim": 16, "similarity": "max_inner_product"}, r"similarity 'cosine'"),
+    ],
+)
+def test_mismatch_is_refused_and_index_untouched(es_client, es_options, index_name, kwargs, message):
+    backend = ElasticsearchBackend.open(index_name, dim=16, **es_options)
+    backend.add([IndexRecord(f"d{i}", v) for i, v in enumerate(unit_vectors(5, 16))], refresh=True)
+    before = es_client.indices.get_mapping(index=index_name)
+    with pytest.raises(IndexMismatchError, match=message):
+        ElasticsearchBackend.open(index_name, **kwargs, **es_options)
+    assert es_client.indices.get_mapping(index=index_name) == before
+    assert es_client.count(index=index_name)["count"] == 5
+
+
+def test_foreign_index_is_refused(es_client, es_options, index_name):
+    es_client.indices.create(index=index_name, mappings={"properties": {"title": {"type": "text"}}})
+    with pytest.raises(IndexMismatchError, match="no dense_vector field 'embedding'"):
+        ElasticsearchBackend.open(index_name, dim=8, **es_options)
+
+
+def test_unmanaged_vector_index_is_read_only(es_client, es_options, index_name):
+    """An index made elsewhere (e.g. a Haystack document store: `embedding` + `content`) can be searched,
+    but ret2 does not write into it."""
+    vectors = unit_vectors(5, 8, seed=3)
+    es_client.indices.create(index=index_name, mappings={"properties": {
+        "embedding": {"type": "dense_vector", "dims": 8, "similarity": "cosine", "index": True},
+        "content": {"type": "text"}}})
+    for i, vector in enumerate(vectors):
+        es_client.index(index=index_name, id=f"h{i}", document={"embedding": vector.tolist(), "content": f"c{i}"})
+    es_client.indices.refresh(index=index_name)
+    backend = ElasticsearchBackend.open(index_name, dim=8, **es_options)
+    hits = backend.search(vectors[2], top_k=2)
+    assert hits[0].id == "h2"
+    # ES `cosine` scores are mapped back to the plain cosine (approximately: ES quantizes by default)
+    np.testing.assert_allclose([h.score for h in hits], np.sort(vectors @ vectors[2])[::-1][:2], atol=0.03)
+    with pytest.raises(IndexMismatchError, match="not created by ret2"):
+        backend.add([IndexRecord("x", vectors[0])])
+    with pytest.raises(IndexMismatchError, match="not created by ret2"):
+        backend.delete(["h1"])
+    assert es_client.count(index=index_name)["count"] == 5
