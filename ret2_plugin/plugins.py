@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import threading
 from typing import Any
 
 import pluggy
@@ -21,6 +22,7 @@ BUILTIN_PLUGINS = ("ret2_plugin.builtin_plugins",)
 pm = pluggy.PluginManager("ret2_plugin")
 pm.add_hookspecs(hookspecs)
 _loaded = False
+_lock = threading.RLock()  # image loaders are looked up from decoding threads
 _providers: dict[str, str] = {}  # plugin name -> "distribution version", for `ret2 plugins`
 
 
@@ -29,7 +31,14 @@ def load_plugins() -> pluggy.PluginManager:
     global _loaded
     if _loaded:
         return pm
-    _loaded = True
+    with _lock:
+        if not _loaded:
+            _register_all()
+            _loaded = True
+    return pm
+
+
+def _register_all() -> None:
     for name in BUILTIN_PLUGINS:
         if pm.get_plugin(name) is None:
             pm.register(importlib.import_module(name), name=name)
@@ -48,16 +57,16 @@ def load_plugins() -> pluggy.PluginManager:
             raise RuntimeError(f"ret2 plugin {ep.name!r} ({ep.value}, from {dist}) failed to load: {exc}") from exc
         pm.register(plugin, name=ep.name)
         _providers[ep.name] = f"{dist} {ep.dist.version}" if ep.dist else ep.name
-    return pm
 
 
 def reset() -> None:
     """Unregister every plugin so the next lookup reloads them (tests; after changing `RET2_LOAD_PLUGINS`)."""
     global _loaded
-    for plugin in list(pm.get_plugins()):
-        pm.unregister(plugin)
-    _providers.clear()
-    _loaded = False
+    with _lock:
+        for plugin in list(pm.get_plugins()):
+            pm.unregister(plugin)
+        _providers.clear()
+        _loaded = False
 
 
 def _collect(hook_name: str) -> dict[str, tuple[Any, str]]:

@@ -1,0 +1,115 @@
+"""Overlap preprocessing with the model inside sentence-transformers' own `encode`.
+
+sentence-transformers' `_inference` preprocesses batch i, runs the model on it, then preprocesses
+batch i+1: the model waits for image decoding. `PrefetchMixin._inference` computes the same
+length-sorted batch order up front and a background thread prepares the next `depth` batches while
+the model runs; `ReT2Encoder.preprocess` takes a prepared batch when it is the one asked for (matched by
+the identity of its inputs) and otherwise prepares it itself, so the result never depends on the
+prefetch. `load_encoder` returns these subclasses; a folder reloaded with plain
+`SentenceTransformer(...)` gives identical vectors, without the overlap.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sentence_transformers import MultiVectorEncoder, SentenceTransformer
+
+_END = object()
+
+
+class BatchPrefetcher:
+    """Prepares `batches` in order on a background thread, at most `depth` ahead of the consumer."""
+
+    def __init__(
+        self, module: Any, batches: list[list[Any]], *, prompt: str | None, task: str | None, depth: int = 2
+    ) -> None:
+        self.module = module
+        self.batches = batches
+        self._ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._prompt, self._task = prompt, task
+        self._thread = threading.Thread(target=self._run, name="ret2-encode-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, value: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._ready.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        for batch in self.batches:
+            key = tuple(id(x) for x in batch)
+            try:
+                value: Any = self.module.prepare(batch, prompt=self._prompt, task=self._task)
+            except Exception as exc:  # raised to the consumer when it reaches this batch
+                value = exc
+            if not self._put((key, value)):
+                return
+        self._put(_END)
+
+    def take(self, batch: Sequence[Any]) -> dict[str, Any] | None:
+        """The prepared features for `batch`, or None (then the caller prepares it) on any mismatch."""
+        if self._stop.is_set():
+            return None
+        while True:
+            try:
+                got = self._ready.get(timeout=0.5)
+                break
+            except queue.Empty:
+                if not self._thread.is_alive() and self._ready.empty():  # producer gone: prepare inline
+                    self.close()
+                    return None
+        if got is _END or got[0] != tuple(id(x) for x in batch):
+            self.close()
+            return None
+        if isinstance(got[1], Exception):
+            raise got[1]
+        return got[1]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class PrefetchMixin:
+    """`_inference` with background batch preparation (see the module docstring)."""
+
+    prefetch_depth = 2
+
+    def _inference(self, inputs: list, **kwargs: Any) -> Any:
+        from ret2_plugin.encoder.st_module import ReT2Encoder
+
+        module = self[0]  # type: ignore[index]
+        batch_size = kwargs.get("batch_size", 32)
+        if not isinstance(module, ReT2Encoder) or len(inputs) <= batch_size:
+            return super()._inference(inputs, **kwargs)  # type: ignore[misc]
+        # the order sentence-transformers' _inference uses (our module never flattens inputs)
+        order = np.argsort([-self._input_length(x) for x in inputs])  # type: ignore[attr-defined]
+        ordered = [inputs[i] for i in order]
+        batches = [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+        prefetcher = BatchPrefetcher(
+            module, batches, prompt=kwargs.get("prompt"), task=kwargs.get("task"), depth=self.prefetch_depth
+        )
+        module._prefetcher = prefetcher
+        try:
+            return super()._inference(inputs, **kwargs)  # type: ignore[misc]
+        finally:
+            module._prefetcher = None
+            prefetcher.close()
+
+
+class ReT2SentenceTransformer(PrefetchMixin, SentenceTransformer):
+    """A `SentenceTransformer` whose `encode` overlaps image decoding with the model."""
+
+
+class ReT2MultiVectorEncoder(PrefetchMixin, MultiVectorEncoder):
+    """A `MultiVectorEncoder` whose `encode` overlaps image decoding with the model."""

@@ -1,0 +1,169 @@
+"""Streaming corpus encoding: flat memory, background prefetch, per-item error reports.
+
+`iter_embeddings` pulls items lazily from any iterable (e.g. `read_jsonl`), and a background thread
+decodes + preprocesses the next `prefetch` batches (image work spread over a thread pool) while the
+calling thread runs the model on the current one. At most `prefetch + 1` batches exist at any time,
+so memory stays flat however large the corpus. A bad image never sinks its batch: the item is
+reported as `(item, reason)` in that batch's `errors` and the rest are encoded.
+
+    for batch in iter_embeddings(encoder, read_jsonl(path, errors), side="document", batch_size=64):
+        backend.add(records_for(batch.items, batch.embeddings))
+        report(batch.errors)
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ret2_plugin.encoder.batching import LazyPool, Side, decode_images, prepare_batch
+from ret2_plugin.encoder.inputs import to_item
+from ret2_plugin.encoder.st_module import ReT2Encoder
+from ret2_plugin.items import Item
+from ret2_plugin.processing import ImageLoadError
+
+
+class EncodedBatch(NamedTuple):
+    """One streamed batch: the encoded items (input order), their float32 embeddings
+    (`[n, D]` single vector, `[n, K, D]` multi-vector; row i belongs to items[i]) and the items that
+    could not be encoded with the reason (`(item, reason)`). Unpacks as a 3-tuple."""
+
+    items: list[Item]
+    embeddings: np.ndarray
+    errors: list[tuple[Item, str]]
+
+
+_DONE = object()
+
+
+def _module_of(encoder: Any) -> ReT2Encoder:
+    if isinstance(encoder, ReT2Encoder):
+        return encoder
+    first = encoder[0] if hasattr(encoder, "__getitem__") else None
+    if isinstance(first, ReT2Encoder):
+        return first
+    raise TypeError(f"expected a model from load_encoder or a ReT2Encoder module, got {type(encoder).__name__}")
+
+
+def _batches(items: Iterable[Any], batch_size: int) -> Iterator[list[Item]]:
+    batch: list[Item] = []
+    for position, raw in enumerate(items):
+        batch.append(raw if isinstance(raw, Item) else to_item(raw, position))
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _prepare(
+    module: ReT2Encoder, batch: list[Item], side: Side, pool: LazyPool, root: Any
+) -> tuple[list[Item], Any, list[tuple[Item, str]]]:
+    """Decode (per-item errors kept aside) and build the tensors of the items that survived."""
+    decoded = decode_images(batch, root=root, executor=pool.executor, workers=pool.workers)
+    good, images, errors = [], [], []
+    for item, image in zip(batch, decoded):
+        if isinstance(image, ImageLoadError):
+            errors.append((item, str(image)))
+        else:
+            good.append(item)
+            images.append(image)
+    features = (
+        prepare_batch(module.processor, good, side, images=images, executor=pool.executor, workers=pool.workers)
+        if good
+        else None
+    )
+    return good, features, errors
+
+
+def iter_embeddings(
+    encoder: Any,
+    items: Iterable[Item],
+    *,
+    side: Side = "document",
+    batch_size: int = 32,
+    num_workers: int | None = None,
+    prefetch: int = 2,
+    normalize: bool = True,
+    image_root: str | None = None,
+) -> Iterator[EncodedBatch]:
+    """Encode a (possibly huge) stream of items batch by batch; see the module docstring.
+
+    Args:
+        encoder: what `load_encoder` returns (or its `ReT2Encoder` module).
+        items: `Item`s (raw inputs as `encode` takes them are converted; those that cannot be raise).
+        side: "query" (instructions applied, query fusion) or "document".
+        batch_size: items per model call.
+        num_workers: threads decoding / preprocessing images (default: the module's setting).
+        prefetch: batches prepared ahead of the model (bounded queue: memory stays flat).
+        normalize: L2-normalise single vectors (multi-vector tokens are always normalised).
+        image_root: confine relative image paths to this folder (default: the module's setting).
+
+    Yields:
+        `EncodedBatch(items, embeddings, errors)`; a batch whose items all failed has an empty
+        `[0, ...]` embeddings array and only errors.
+    """
+    if side not in ("query", "document"):
+        raise ValueError(f"side must be 'query' or 'document', got {side!r}")
+    if batch_size <= 0 or prefetch <= 0:
+        raise ValueError("batch_size and prefetch must be positive")
+    module = _module_of(encoder)
+    pool = LazyPool(module.image_workers if num_workers is None else num_workers)
+    root = module.image_root if image_root is None else image_root
+    ready: queue.Queue[Any] = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+
+    def put(value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in _batches(items, batch_size):
+                if not put(_prepare(module, batch, side, pool, root)):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(exc)
+            return
+        put(_DONE)
+
+    worker = threading.Thread(target=produce, name="ret2-prefetch", daemon=True)
+    worker.start()
+    width = module.get_embedding_dimension()
+    dim = (module.model.config.num_queries, width) if module.multi_vector else (width,)
+    try:
+        while True:
+            try:
+                got = ready.get(timeout=0.5)
+            except queue.Empty:
+                if not worker.is_alive() and ready.empty():
+                    raise RuntimeError("the iter_embeddings reader thread stopped without a result") from None
+                continue
+            if got is _DONE:
+                return
+            if isinstance(got, BaseException):
+                raise got
+            good, features, errors = got
+            if features is None:
+                yield EncodedBatch([], np.zeros((0, *dim), dtype=np.float32), errors)
+                continue
+            with torch.inference_mode():
+                out = module.forward(features, task=side)
+            emb = out["token_embeddings"] if module.multi_vector else out["sentence_embedding"]
+            if normalize and not module.multi_vector:
+                emb = F.normalize(emb, p=2, dim=-1)
+            yield EncodedBatch(good, emb.float().cpu().numpy(), errors)
+    finally:
+        stop.set()
+        worker.join(timeout=5)
