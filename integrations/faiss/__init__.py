@@ -1,0 +1,11 @@
+"""FAISS index backend (the embedded default): `FaissBackend.open(directory, dim=...)`.
+
+See `backend.py` for behaviour, `factory.py` for index types, `files.py` for the on-disk layout.
+"""
+
+from . import files, gpu
+from .backend import SIMILARITIES, FaissBackend
+from .factory import default_index_type
+from .files import IndexCorruptedError
+
+__all__ = ["FaissBackend", "IndexCorruptedError", "SIMILARITIES", "default_index_type", "files", "gpu"]

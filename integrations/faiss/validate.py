@@ -1,0 +1,113 @@
+"""Checks at the edges of the FAISS backend: incoming records and queries, and loaded directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from ret2_plugin.index import IndexMismatchError, IndexRecord, as_float32
+
+from .files import IndexCorruptedError
+from .keys import MAX_TOKENS, faiss_ids
+from .store import PayloadStore
+
+# text, image, meta JSON, content hash, vectors [ntok, dim] (normalised under cosine)
+Row = tuple[str | None, str | None, str, str | None, np.ndarray]
+
+
+def _shape_problem(vectors: np.ndarray, dim: int, multi_vector: bool) -> str | None:
+    want = 2 if multi_vector else 1
+    if vectors.ndim != want or vectors.shape[-1] != dim:
+        return f"shape {tuple(vectors.shape)} does not fit index (dim={dim}, multi_vector={multi_vector})"
+    if not np.isfinite(vectors).all():
+        return "has NaN or inf values"
+    return None
+
+
+def prepare_record(record: IndexRecord, dim: int, multi_vector: bool, similarity: str) -> Row | str:
+    """The row to store for `record`, or the reason it is refused (reported in the WriteReport)."""
+    if not isinstance(record.id, str) or not record.id:
+        return f"id must be a non-empty string, got {record.id!r}"
+    try:
+        vectors = as_float32(record.embedding)
+    except (TypeError, ValueError) as exc:
+        return f"embedding is not a numeric array: {exc}"
+    problem = _shape_problem(vectors, dim, multi_vector)
+    if problem:
+        return f"embedding {problem}"
+    vectors = vectors.reshape(-1, dim)
+    if not 1 <= vectors.shape[0] <= MAX_TOKENS:
+        return f"multi-vector embedding needs 1..{MAX_TOKENS} token vectors, got {vectors.shape[0]}"
+    if similarity == "cosine":
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        if (norms == 0).any():
+            return "embedding has a zero vector, which cannot be L2-normalised for cosine similarity"
+        vectors = vectors / norms
+    for field in ("text", "image", "content_hash"):
+        value = getattr(record, field)
+        if value is not None and not isinstance(value, str):
+            return f"{field} must be a string or None, got {type(value).__name__}"
+    meta = {} if record.meta is None else record.meta
+    if not isinstance(meta, dict):
+        return f"meta must be a dict, got {type(meta).__name__}"
+    try:
+        meta_json = json.dumps(meta, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        return f"meta is not JSON-serialisable: {exc}"
+    return record.text, record.image, meta_json, record.content_hash, np.ascontiguousarray(vectors, np.float32)
+
+
+def prepare_query(query: np.ndarray, dim: int, multi_vector: bool, similarity: str) -> np.ndarray:
+    """The query as contiguous float32 (normalised under cosine); ValueError if it does not fit."""
+    q = as_float32(query)
+    problem = _shape_problem(q, dim, multi_vector)
+    if problem:
+        raise ValueError(f"query {problem}")
+    if similarity == "cosine":
+        norms = np.linalg.norm(q, axis=-1, keepdims=True)
+        q = np.ascontiguousarray(q / np.where(norms == 0, 1, norms), dtype=np.float32)
+    return q
+
+
+def check_consistency(directory: Path, manifest: dict[str, Any], index: faiss.Index, store: PayloadStore) -> None:
+    """Refuse to load a directory whose index, payload store and manifest disagree."""
+    problems = []
+    if not isinstance(index, faiss.IndexIDMap2):
+        problems.append(f"the index is a {type(index).__name__}, not an IndexIDMap2")
+    elif index.d != manifest["dim"]:
+        problems.append(f"index dim {index.d} != manifest dim {manifest['dim']}")
+    else:
+        if index.ntotal != manifest.get("n_vectors", index.ntotal):
+            problems.append(f"index holds {index.ntotal} vectors, manifest says {manifest['n_vectors']}")
+        if store.count() != manifest.get("n_docs", store.count()):
+            problems.append(f"payload store holds {store.count()} documents, manifest says {manifest['n_docs']}")
+        ids = faiss.vector_to_array(index.id_map) if index.ntotal else np.empty(0, np.int64)
+        live = faiss_ids(*store.keys_and_ntok(), manifest["multi_vector"])
+        missing = np.setdiff1d(live, ids).size
+        extra = np.setdiff1d(ids, live).size
+        if missing:
+            problems.append(f"{missing} stored vectors are missing from the index")
+        if extra != manifest.get("n_tombstones", 0):
+            problems.append(f"the index holds {extra} vectors of no stored document, manifest says {manifest.get('n_tombstones', 0)}")
+    if problems:
+        raise IndexCorruptedError(f"FAISS index {directory} is inconsistent: " + "; ".join(problems))
+
+
+def check_fits(directory: Path, manifest: dict[str, Any], dim: int | None, multi_vector: bool, similarity: str,
+                index_type: str | None) -> None:
+    """IndexMismatchError when an existing index was built for other vectors (checked when dim is given)."""
+    if dim is not None:
+        asked = {"dim": dim, "multi_vector": multi_vector, "similarity": similarity}
+        wrong = {k: (manifest[k], v) for k, v in asked.items() if manifest[k] != v}
+        if wrong:
+            detail = ", ".join(f"{k}: index has {have!r}, asked for {want!r}" for k, (have, want) in wrong.items())
+            raise IndexMismatchError(f"FAISS index {directory} was built for other vectors ({detail})")
+    if index_type is not None and index_type != manifest["index_type"]:
+        raise IndexMismatchError(
+            f"FAISS index {directory} has index_type {manifest['index_type']!r}, asked for {index_type!r}; "
+            f"call rebuild(index_type=...) to change it"
+        )
