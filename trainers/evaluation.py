@@ -1,0 +1,113 @@
+"""Retrieval evaluation by exact search: Recall@1/5/10, MRR@10, nDCG@10.
+
+Recall@k is the hit rate used by ReT / M-BEIR / M2KR (a query counts when at least one of its
+positives is in the top k). nDCG uses binary relevance. Items whose image fails to load are
+reported; a failed document is left out of the index, a failed query out of the average.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ret2_plugin.items import Item, ItemError
+
+from .data import EncodeCollator, EncodeDataset, make_loader, move_to
+from .losses import similarity
+
+RECALL_KS = (1, 5, 10)
+
+
+def recall_at_k(ranked: Sequence[str], relevant: set[str], k: int) -> float:
+    return 1.0 if any(r in relevant for r in ranked[:k]) else 0.0
+
+
+def mrr_at_k(ranked: Sequence[str], relevant: set[str], k: int = 10) -> float:
+    for pos, r in enumerate(ranked[:k], start=1):
+        if r in relevant:
+            return 1.0 / pos
+    return 0.0
+
+
+def ndcg_at_k(ranked: Sequence[str], relevant: set[str], k: int = 10) -> float:
+    dcg = sum(1.0 / math.log2(pos + 1) for pos, r in enumerate(ranked[:k], start=1) if r in relevant)
+    ideal = sum(1.0 / math.log2(pos + 1) for pos in range(1, min(len(relevant), k) + 1))
+    return dcg / ideal if ideal else 0.0
+
+
+def retrieval_metrics(rankings: Sequence[Sequence[str]], relevants: Sequence[set[str]]) -> dict[str, float]:
+    """Average the metrics over queries (`rankings[i]` is the ranked id list of query i)."""
+    if not rankings:
+        raise ValueError("no query to evaluate")
+    n = len(rankings)
+    out = {f"recall@{k}": sum(recall_at_k(r, rel, k) for r, rel in zip(rankings, relevants)) / n for k in RECALL_KS}
+    out["mrr@10"] = sum(mrr_at_k(r, rel) for r, rel in zip(rankings, relevants)) / n
+    out["ndcg@10"] = sum(ndcg_at_k(r, rel) for r, rel in zip(rankings, relevants)) / n
+    return out
+
+
+@dataclass
+class Encoded:
+    embeddings: torch.Tensor  # L2-normalised, [N, D] or [N, K, D], float32 on CPU
+    indices: list[int]  # positions in the input list that were encoded
+    errors: list[ItemError] = field(default_factory=list)
+
+
+@torch.no_grad()
+def encode_items(model: Any, processor: Any, items: Sequence[Item], *, side: str, source: str, device: torch.device,
+                 batch_size: int = 32, num_workers: int = 0, autocast_dtype: torch.dtype | None = None) -> Encoded:
+    """Encode items with `model.forward_features`, loading images in DataLoader workers."""
+    loader = make_loader(EncodeDataset(items, source), collate_fn=EncodeCollator(processor, side),
+                         batch_size=batch_size, num_workers=num_workers)
+    was_training = model.training
+    model.eval()
+    chunks: list[torch.Tensor] = []
+    indices: list[int] = []
+    errors: list[ItemError] = []
+    try:
+        for batch in loader:
+            errors.extend(batch["errors"])
+            if batch["inputs"] is None:
+                continue
+            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+                feats = model.forward_features(side=side, **move_to(batch["inputs"], device))
+            chunks.append(F.normalize(feats.float(), dim=-1).cpu())
+            indices.extend(batch["indices"])
+    finally:
+        model.train(was_training)
+    if not chunks:
+        raise ValueError(f"nothing in {source} could be encoded ({len(errors)} errors)")
+    return Encoded(torch.cat(chunks), indices, errors)
+
+
+def exact_search(queries: torch.Tensor, documents: torch.Tensor, top_k: int, chunk: int = 256) -> torch.Tensor:
+    """Indices `[Nq, min(top_k, Nd)]` of the best documents per query (dot product or MaxSim)."""
+    k = min(top_k, documents.shape[0])
+    out = []
+    for start in range(0, queries.shape[0], chunk):
+        scores = similarity(queries[start : start + chunk], documents)
+        out.append(scores.topk(k, dim=1).indices)
+    return torch.cat(out)
+
+
+def evaluate(model: Any, processor: Any, queries: Sequence[Item], corpus: Sequence[Item], *, device: torch.device,
+             queries_file: str = "queries", corpus_file: str = "corpus", batch_size: int = 32, num_workers: int = 0,
+             autocast_dtype: torch.dtype | None = None, top_k: int = 10) -> dict[str, Any]:
+    """Encode corpus and queries, search exactly, return the metrics plus counts and errors."""
+    docs = encode_items(model, processor, corpus, side="document", source=corpus_file, device=device,
+                        batch_size=batch_size, num_workers=num_workers, autocast_dtype=autocast_dtype)
+    qs = encode_items(model, processor, queries, side="query", source=queries_file, device=device,
+                      batch_size=batch_size, num_workers=num_workers, autocast_dtype=autocast_dtype)
+    doc_ids = [corpus[i].id for i in docs.indices]
+    top = exact_search(qs.embeddings, docs.embeddings, top_k)
+    rankings = [[doc_ids[j] for j in row] for row in top.tolist()]
+    relevants = [set(queries[i].positives) for i in qs.indices]
+    metrics = retrieval_metrics(rankings, relevants)
+    errors = docs.errors + qs.errors
+    return {**metrics, "num_queries": len(qs.indices), "num_documents": len(doc_ids),
+            "num_errors": len(errors), "errors": [e.to_dict() for e in errors]}

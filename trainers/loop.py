@@ -1,0 +1,354 @@
+"""The training loop: one code path for CPU, one GPU and `torchrun` multi-GPU / multi-node.
+
+Per optimizer step: `grad_accum_steps` micro-batches (each its own contrastive batch, negatives
+gathered from every rank), autocast (bf16 / fp16 with a grad scaler), clipping, AdamW, warmup +
+cosine. Evaluation, best-checkpoint selection, atomic checkpoints and exact resume around it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ret2_plugin.atomic import atomic_write_json
+from ret2_plugin.items import ItemError
+
+from . import checkpoint as ckpt
+from . import distributed as du
+from .config import TrainConfig
+from .data import PairCollator, PairDataset, ResumableBatchSampler, TrainingData, make_loader, move_to
+from .evaluation import evaluate
+from .logging import MetricsLogger, plot_metrics
+from .losses import ContrastiveLoss, LossOutput
+from .optim import build_optimizer, param_groups, set_backbone_mode, warmup_cosine
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrainModule(nn.Module):
+    """Model + loss in one module, so DDP sees every trainable parameter (temperature included)."""
+
+    def __init__(self, model: nn.Module, loss: ContrastiveLoss) -> None:
+        super().__init__()
+        self.model, self.loss = model, loss
+
+    def forward(self, query_inputs: dict[str, torch.Tensor], doc_inputs: dict[str, torch.Tensor],
+                query_positive_ids: torch.Tensor, doc_ids: torch.Tensor) -> LossOutput:
+        q = self.model.forward_features(side="query", **query_inputs)
+        d = self.model.forward_features(side="document", **doc_inputs)
+        return self.loss(q, d, query_positive_ids, doc_ids)
+
+
+def wrap_ddp(module: nn.Module, device: torch.device, *, find_unused_parameters: bool = True) -> DistributedDataParallel:
+    """DDP around the train module. Unused parameters are expected: a batch without images skips the
+    vision tower, and towers have weights (final norms, pooler) that the tapped layers never reach."""
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                   find_unused_parameters=find_unused_parameters)
+
+
+def enable_checkpointing(tower: nn.Module) -> bool:
+    """Activation checkpointing on a Hugging Face tower (non-reentrant); False if it has none."""
+    if hasattr(tower, "activation_checkpointing_enable"):  # transformers >= 5.x name
+        tower.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        return True
+    if hasattr(tower, "gradient_checkpointing_enable"):
+        tower.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return True
+    return False
+
+
+def resolve_device(config: TrainConfig) -> torch.device:
+    if config.device:
+        return torch.device(config.device)
+    return torch.device(f"cuda:{du.local_rank()}") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def resolve_precision(config: TrainConfig, device: torch.device) -> str:
+    if config.precision != "auto":
+        return config.precision
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+
+
+class Trainer:
+    """`Trainer(config).train()` -> summary dict. `model` / `processor` may be passed in (tests)."""
+
+    def __init__(self, config: TrainConfig, *, model: Any = None, processor: Any = None) -> None:
+        from ret2_plugin.modeling import ReT2Model
+        from ret2_plugin.processing import ReT2Processor
+
+        self.config = cfg = config
+        du.init_from_env(cfg.ddp_backend)
+        self.rank, self.world = du.rank(), du.world_size()
+        self.device = resolve_device(cfg)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.precision = resolve_precision(cfg, self.device)
+        self.amp_dtype = PRECISIONS[self.precision]
+        self.out = Path(cfg.output_dir)
+        torch.manual_seed(cfg.seed)
+
+        self.model = model if model is not None else ReT2Model.from_pretrained(cfg.model)
+        self.processor = processor if processor is not None else ReT2Processor.from_pretrained(cfg.model)
+        self._configure_backbones()
+        self.errors: dict[tuple[str, int, str | None, str], ItemError] = {}
+
+        self.data = TrainingData.load(cfg.queries, cfg.corpus)
+        self._add_errors(self.data.errors)
+        self.eval_data = None
+        if cfg.eval_queries:
+            self.eval_data = TrainingData.load(cfg.eval_queries, cfg.eval_corpus or cfg.corpus)
+            self._add_errors(self.eval_data.errors)
+        self.dataset = PairDataset(self.data, num_hard_negatives=cfg.num_hard_negatives, seed=cfg.seed)
+        self.sampler = ResumableBatchSampler(len(self.dataset), cfg.batch_size, seed=cfg.seed, rank=self.rank, world_size=self.world)
+        self.loader = make_loader(self.dataset, collate_fn=PairCollator(self.processor), batch_sampler=self.sampler,
+                                  num_workers=cfg.num_workers, seed=cfg.seed, pin_memory=self.device.type == "cuda")
+        per_epoch = max(len(self.sampler) // cfg.grad_accum_steps, 1)
+        self.total_steps = cfg.max_steps or max(math.ceil(cfg.num_epochs * per_epoch), 1)
+
+        multi = bool(self.model.config.multi_vector)
+        temperature = cfg.temperature or (1.0 if multi else 0.05)
+        self.loss_fn = ContrastiveLoss(temperature, learnable_temperature=cfg.learnable_temperature, symmetric=cfg.symmetric)
+        self.model.to(self.device)
+        self.loss_fn.to(self.device)
+        groups = param_groups(self.model, self.loss_fn.parameters(), lr=cfg.lr, backbone_lr_scale=cfg.backbone_lr_scale,
+                              weight_decay=cfg.weight_decay)
+        self.params = [p for g in groups for p in g["params"]]
+        self.optimizer = build_optimizer(groups, lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps, device=self.device)
+        warmup = cfg.warmup_steps if cfg.warmup_steps is not None else int(cfg.warmup_ratio * self.total_steps)
+        self.scheduler = warmup_cosine(self.optimizer, total_steps=self.total_steps, warmup_steps=warmup, min_lr_ratio=cfg.min_lr_ratio)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+
+        module: nn.Module = TrainModule(self.model, self.loss_fn)
+        if self.world > 1:
+            module = wrap_ddp(module, self.device, find_unused_parameters=cfg.ddp_find_unused_parameters)
+        self.module = torch.compile(module) if cfg.compile else module
+
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.best: dict[str, Any] | None = None
+        self.last_eval: dict[str, Any] | None = None
+        self.metrics = MetricsLogger(self.out / "metrics.jsonl", enabled=du.is_main_process())
+        if cfg.resume:
+            self._resume(cfg.resume)
+
+    # ---- setup -----------------------------------------------------------------------------------
+    def _configure_backbones(self) -> None:
+        cfg, mcfg = self.config, self.model.config
+        text_mode = cfg.text_backbone or ("frozen" if mcfg.is_text_frozen else "full")
+        vision_mode = cfg.vision_backbone or ("frozen" if mcfg.is_vision_frozen else "full")
+        mcfg.is_text_frozen, mcfg.is_vision_frozen = text_mode == "frozen", vision_mode == "frozen"
+        self.trainable_backbone = {
+            "text": set_backbone_mode(self.model.text_backbone, text_mode, cfg.unfreeze_last_n_layers),
+            "vision": set_backbone_mode(self.model.vision_backbone, vision_mode, cfg.unfreeze_last_n_layers),
+        }
+        self.checkpointed: list[str] = []
+        if cfg.gradient_checkpointing:
+            for name, mode in (("text", text_mode), ("vision", vision_mode)):
+                tower = getattr(self.model, f"{name}_backbone")
+                if mode != "frozen" and enable_checkpointing(tower):
+                    self.checkpointed.append(name)
+
+    def _add_errors(self, errors: list[ItemError]) -> None:
+        for e in errors:
+            self.errors.setdefault((e.file, e.line, e.id, e.reason), e)
+
+    # ---- data ------------------------------------------------------------------------------------
+    def _batches(self) -> Iterator[dict[str, Any]]:
+        """Endless micro-batches; `epoch` / `batch_in_epoch` always say how many were consumed."""
+        while True:
+            self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
+            self.dataset.set_epoch(self.epoch)
+            for batch in self.loader:
+                self.batch_in_epoch += 1
+                yield batch
+            self.epoch += 1
+            self.batch_in_epoch = 0
+
+    def _next_usable(self, batches: Iterator[dict[str, Any]]) -> dict[str, Any]:
+        """Next batch that every rank can use (a batch whose items all failed is skipped everywhere)."""
+        while True:
+            batch = next(batches)
+            self._add_errors(batch["errors"])
+            empty = du.all_reduce_sum(torch.tensor(float(batch["size"] == 0), device=self.device))
+            if float(empty) == 0:
+                return batch
+
+    # ---- one optimizer step ----------------------------------------------------------------------
+    def _train_step(self, batches: Iterator[dict[str, Any]]) -> dict[str, float]:
+        cfg = self.config
+        self.module.train()
+        totals = {"loss": 0.0, "accuracy": 0.0}
+        for micro in range(cfg.grad_accum_steps):
+            batch = self._next_usable(batches)
+            last = micro == cfg.grad_accum_steps - 1
+            sync = contextlib.nullcontext() if last or self.world == 1 else self.module.no_sync()
+            with sync:
+                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+                    out = self.module(move_to(batch["query_inputs"], self.device), move_to(batch["doc_inputs"], self.device),
+                                      batch["query_positive_ids"].to(self.device), batch["doc_ids"].to(self.device))
+                self.scaler.scale(out.loss / cfg.grad_accum_steps).backward()
+            totals["loss"] += float(out.global_loss) / cfg.grad_accum_steps
+            totals["accuracy"] += float(out.accuracy) / cfg.grad_accum_steps
+        self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm or float("inf"))
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return {**totals, "grad_norm": float(norm), "temperature": out.temperature}
+
+    # ---- the run ---------------------------------------------------------------------------------
+    def train(self, *, stop_at_step: int | None = None) -> dict[str, Any]:
+        """Train to `total_steps` (or stop early at `stop_at_step`, leaving a checkpoint); return a summary."""
+        cfg, start = self.config, time.time()
+        end = min(self.total_steps, stop_at_step or self.total_steps)
+        batches = self._batches()
+        bar = None
+        if cfg.progress and du.is_main_process():
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True)
+        window: list[dict[str, float]] = []
+        tick = time.time()
+        last_loss = float("nan")
+        while self.step < end:
+            stats = self._train_step(batches)
+            window.append(stats)
+            last_loss = stats["loss"]
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['accuracy']:.2f}")
+            if self.step % cfg.log_every == 0 or self.step == end:
+                rate = len(window) / max(time.time() - tick, 1e-9)
+                record = {k: sum(w[k] for w in window) / len(window) for k in ("loss", "accuracy", "grad_norm")}
+                self.metrics.log({"kind": "train", "step": self.step, "epoch": self.epoch, **record,
+                                  "lr": max(self.scheduler.get_last_lr()), "temperature": stats["temperature"], "steps_per_s": rate})
+                window, tick = [], time.time()
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < self.total_steps:
+                self._evaluate_and_maybe_save()
+            elif cfg.save_every and self.step % cfg.save_every == 0:
+                self._save()
+        if bar is not None:
+            bar.close()
+        finished = self.step >= self.total_steps
+        if not finished:
+            self._save()
+            return self._summary(start, last_loss, finished=False)
+        if cfg.eval_at_end and self.eval_data is not None:
+            self._evaluate_and_maybe_save(final=True)
+        else:
+            self._save()
+        model_dir = self._export_final()
+        self._gather_errors()
+        if cfg.plot and du.is_main_process():
+            plot_metrics(self.metrics.read(), self.out / "training_curves.png")
+        summary = self._summary(start, last_loss, finished=True, model_dir=model_dir)
+        if du.is_main_process():
+            atomic_write_json(self.out / "train_report.json", summary)
+        du.barrier()
+        return summary
+
+    # ---- evaluation and checkpoints --------------------------------------------------------------
+    def _evaluate_and_maybe_save(self, final: bool = False) -> None:
+        improved = False
+        if du.is_main_process():
+            assert self.eval_data is not None
+            result = evaluate(self.model, self.processor, self.eval_data.queries, self.eval_data.corpus, device=self.device,
+                              queries_file=self.eval_data.queries_file, corpus_file=self.eval_data.corpus_file,
+                              batch_size=self.config.eval_batch_size, num_workers=self.config.num_workers, autocast_dtype=self.amp_dtype)
+            self._add_errors([ItemError(**e) for e in result.pop("errors")])
+            self.last_eval = {"step": self.step, **result}
+            self.metrics.log({"kind": "eval", **self.last_eval})
+            value = result[self.config.best_metric]
+            improved = self.best is None or value > self.best["value"]
+        flag = du.all_reduce_sum(torch.tensor(float(improved), device=self.device))
+        if float(flag) > 0 or final or (self.config.save_every and self.step % self.config.save_every == 0):
+            if du.is_main_process() and float(flag) > 0:
+                self.best = {"metric": self.config.best_metric, "value": self.last_eval[self.config.best_metric], "step": self.step}
+            self._save()
+
+    def _trainer_state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "world_size": self.world,
+                "best": self.best, "total_steps": self.total_steps, "config": self.config.model_dump(mode="json")}
+
+    def _save(self) -> None:
+        if du.is_main_process():
+            optim_state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                           "scaler": self.scaler.state_dict()}
+            extra = {f"loss.{k}": v for k, v in self.loss_fn.state_dict().items()}
+            path = ckpt.save_checkpoint(self.out / "checkpoints", self.step, model=self.model, processor=self.processor,
+                                        extra_tensors=extra, optim_state=optim_state, state=self._trainer_state())
+            protect = {self.out / "checkpoints" / f"step-{self.best['step']:08d}"} if self.best else set()
+            ckpt.prune_checkpoints(self.out / "checkpoints", self.config.keep_last, protect | {path})
+        du.barrier()
+
+    def _resume(self, where: str) -> None:
+        from ret2_plugin.modeling import ReT2Model
+
+        path = ckpt.latest_checkpoint(self.out / "checkpoints") if where == "auto" else Path(where)
+        if path is None:
+            return  # "auto" with nothing saved yet: a fresh start
+        state, tensors, optim_state = ckpt.load_checkpoint(path)
+        if state.get("world_size", self.world) != self.world:
+            raise ValueError(f"{path} was written by {state['world_size']} rank(s); resuming needs the same world size")
+        self.model.load_weights(ReT2Model.from_pretrained(path / "model").own_state_dict())
+        self.model.to(self.device)
+        self.loss_fn.load_state_dict({k[len("loss."):]: v for k, v in tensors.items() if k.startswith("loss.")})
+        self.optimizer.load_state_dict(optim_state["optimizer"])
+        self.scheduler.load_state_dict(optim_state["scheduler"])
+        self.scaler.load_state_dict(optim_state["scaler"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.best = state.get("best")
+        ckpt.set_rng_state({k: v for k, v in tensors.items() if k.startswith("rng.")})
+        self.metrics.truncate_after(self.step)
+
+    def _export_final(self) -> Path:
+        """`output_dir/model`: the best evaluated checkpoint (when selected) or the last weights."""
+        target = self.out / "model"
+        if du.is_main_process():
+            tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=self.out))
+            try:
+                if self.config.select_best and self.best is not None:
+                    src = self.out / "checkpoints" / f"step-{self.best['step']:08d}" / "model"
+                    shutil.copytree(src, tmp, dirs_exist_ok=True)
+                else:
+                    self.model.save_pretrained(tmp)
+                    self.processor.save_pretrained(tmp)
+                if target.exists():
+                    shutil.rmtree(target)
+                tmp.rename(target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        du.barrier()
+        return target
+
+    def _gather_errors(self) -> None:
+        """Image errors surface on the rank that loaded the item: collect them all for the report."""
+        if self.world > 1:
+            everyone = du.all_gather_json([e.to_dict() for e in self.errors.values()], self.device)
+            self._add_errors([ItemError(**e) for rank_errors in everyone for e in rank_errors])
+
+    def _summary(self, start: float, last_loss: float, *, finished: bool, model_dir: Path | None = None) -> dict[str, Any]:
+        errors = list(self.errors.values())
+        return {"finished": finished, "step": self.step, "total_steps": self.total_steps, "epoch": self.epoch,
+                "world_size": self.world, "device": str(self.device), "precision": self.precision,
+                "final_loss": last_loss, "best": self.best, "last_eval": self.last_eval,
+                "model_dir": str(model_dir) if model_dir else None, "seconds": round(time.time() - start, 2),
+                "gradient_checkpointing": self.checkpointed, "num_errors": len(errors),
+                "errors": [e.to_dict() for e in errors[:100]]}
+
+
+def train(config: TrainConfig) -> Path:
+    """Run a whole training and return the directory of the final model (encoder format)."""
+    summary = Trainer(config).train()
+    return Path(summary["model_dir"])
