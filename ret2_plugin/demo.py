@@ -81,7 +81,7 @@ def run_demo(
         _say(verbose, f"  query: {label}  (expected: {', '.join(by_id[p].text or p for p in query.positives if p in by_id)})")
         for rank, hit in enumerate(hits, 1):
             mark = "*" if hit.id in query.positives else " "
-            _say(verbose, f"   {mark}{rank}. {hit.score:.3f}  {hit.text}")
+            _say(verbose, f"   {mark}{rank}. {hit.score:.3f}  {hit.text or hit.id}")
         shown.append((query.query_text(), query.image, hits))
 
     gallery = write_gallery(out / "gallery.html", shown, title="ret2 demo: example queries")
@@ -92,8 +92,14 @@ def run_demo(
     rankings = [[h.id for h in index.search(vector, top_k=10)] for vector in vectors]
     relevants = [set(query.positives) for query in heldout]
     metrics = retrieval_metrics(rankings, relevants)
+    by_kind: dict[str, dict[str, float]] = {}
+    for kind in sorted({str(q.meta.get("kind", "all")) for q in heldout}):
+        rows = [i for i, q in enumerate(heldout) if str(q.meta.get("kind", "all")) == kind]
+        by_kind[kind] = retrieval_metrics([rankings[i] for i in rows], [relevants[i] for i in rows])
     index.close()
     _say(verbose, "      " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    for kind, values in by_kind.items():
+        _say(verbose, f"      {kind:>10}: " + ", ".join(f"{k} {values[k]:.3f}" for k in ("recall@1", "recall@5", "recall@10")))
     report = {
         "model": model_path,
         "documents": len(corpus),
@@ -101,6 +107,7 @@ def run_demo(
         "index": str(index_dir),
         "indexing": summary.to_dict(),
         "metrics": metrics,
+        "metrics_by_query_kind": by_kind,
         "gallery": str(gallery),
         "input_errors": [e.to_dict() for e in errors],
         "model_seconds": round(model_seconds, 1),

@@ -119,3 +119,27 @@ def test_plugins_command_lists_builtins(capsys) -> None:
     assert code == 0
     assert found["index_backends"]["faiss"].endswith("(built-in)")
     assert {"elasticsearch", "memory"} <= set(found["index_backends"])
+
+
+def test_convert_official_checkpoint_to_encoder_format(tmp_path: Path, capsys) -> None:
+    import torch
+
+    from ret2_plugin import ReT2Config, ReT2Model, load_encoder
+    from ret2_plugin.presets import clip_image_processor, clip_tower_configs
+    from ret2_plugin.processing import clip_tokenizer
+    from tests.modeling.test_official import FUSION, write_official_checkpoint
+
+    text, vision = clip_tower_configs(width=32, layers=12, heads=2)
+    torch.manual_seed(5)
+    source = ReT2Model(ReT2Config(text_config=text, vision_config=vision, layer_strategy="clip_vit_b", **FUSION)).eval()
+    official = tmp_path / "official"
+    official.mkdir()
+    write_official_checkpoint(official, source, text, vision)
+    clip_tokenizer().save_pretrained(str(official))
+    clip_image_processor(32).save_pretrained(str(official))
+    assert main(["convert", str(official), str(tmp_path / "ours"), "--json"]) == 0
+    capsys.readouterr()
+    converted, original = load_encoder(str(tmp_path / "ours")), load_encoder(str(official))
+    a = converted.encode_query(["a cat"], convert_to_numpy=True)
+    b = original.encode_query(["a cat"], convert_to_numpy=True)
+    assert len(a[0]) == 4 and abs(a[0] - b[0]).max() < 1e-6  # K=4 token vectors, identical
