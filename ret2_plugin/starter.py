@@ -18,11 +18,11 @@ from ret2_plugin.processing import ReT2Processor
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
 VISION_TOWER = dict(
     model_type="vit",
-    hidden_size=192,
+    hidden_size=128,
     num_hidden_layers=4,
-    num_attention_heads=3,
-    intermediate_size=768,
-    image_size=64,
+    num_attention_heads=4,
+    intermediate_size=512,
+    image_size=48,
     patch_size=8,
     num_channels=3,
 )
@@ -56,17 +56,17 @@ def untrained_starter(seed: int = 0) -> tuple[ReT2Model, ReT2Processor]:
         is_vision_frozen=False,
         dropout_p=0.0,
         attention_dropout=0.0,
-        max_text_length=64,
+        max_text_length=32,
     )
     image_processor = ViTImageProcessor(
-        size={"height": 64, "width": 64}, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]
+        size={"height": 48, "width": 48}, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]
     )
-    processor = ReT2Processor(AutoTokenizer.from_pretrained(text), image_processor, max_length=64)
+    processor = ReT2Processor(AutoTokenizer.from_pretrained(text), image_processor, max_length=32)
     return model, processor
 
 
 def build_starter(
-    out_dir: str | Path, *, steps: int = 300, batch_size: int = 32, seed: int = 0, progress: bool = True, **overrides: Any
+    out_dir: str | Path, *, steps: int = 200, batch_size: int = 32, seed: int = 0, progress: bool = True, **overrides: Any
 ) -> Path:
     """Build and fine-tune the starter model into `out_dir` (a few CPU minutes)."""
     from ret2_plugin.trainers.config import TrainConfig
@@ -86,6 +86,7 @@ def build_starter(
             max_steps=steps,
             batch_size=batch_size,
             lr=1e-3,
+            backbone_lr_scale=1.0,  # the vision tower trains from scratch
             warmup_ratio=0.05,
             seed=seed,
             eval_at_end=False,

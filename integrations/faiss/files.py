@@ -31,6 +31,8 @@ except ImportError:  # pragma: no cover - Windows
 
 import faiss
 
+from ret2_plugin.atomic import fsync_dir, fsync_file
+
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 FORMAT = "ret2-faiss/1"
@@ -60,28 +62,6 @@ def save_lock(directory: Path) -> Iterator[None]:
         finally:
             if fcntl is not None:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make renames in `directory` durable (no-op where directories cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _publish(tmp: Path, final: Path) -> None:
