@@ -24,7 +24,7 @@ def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, Any]:
         key, sep, raw = value.partition("=")
         if not sep or not key:
             raise SystemExit(f"ret2: {flag} expects KEY=VALUE, got {value!r}")
-        out[key] = _parse_value(raw) if flag == "--option" else raw
+        out[key] = _parse_value(raw)  # JSON values: year=2020 is a number, tag="2020" a string
     return out
 
 
@@ -74,11 +74,12 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_search(args: argparse.Namespace) -> int:
     from ret2_plugin.encoder import load_encoder
     from ret2_plugin.gallery import write_gallery
+    from ret2_plugin.model_store import resolve_model
     from ret2_plugin.search import open_index, search
 
     index = open_index(args.backend, args.index, **_backend_options(args))
     try:
-        model = args.model or index.info.get("model")
+        model = resolve_model(args.model) if args.model else index.info.get("model")
         if not model:
             raise SystemExit(f"ret2: index {args.index!r} does not record its model; pass --model")
         encoder = load_encoder(model, device=args.device)
@@ -150,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="query image path")
     p.add_argument("--instruction", help='ReT query instruction, prefixed as "{instruction} {text}"')
     p.add_argument("-k", type=int, default=10)
-    p.add_argument("--filter", action="append", metavar="KEY=VALUE", help="metadata equality filter (repeatable)")
+    p.add_argument("--filter", action="append", metavar="KEY=VALUE",
+                   help="metadata equality filter, value read as JSON when it parses (year=2020 is a number) (repeatable)")
     p.add_argument("--model", help="override the model recorded in the index")
     p.add_argument("--device", default=None)
     p.add_argument("--html", metavar="OUT.html", help="write a result gallery")

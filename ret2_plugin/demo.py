@@ -14,7 +14,6 @@ from ret2_plugin.items import Item, ItemError, read_jsonl
 from ret2_plugin.starter import EXAMPLES
 
 QUICK_DOCS = 150
-QUICK_STEPS = 30
 
 
 def _say(verbose: bool, text: str = "") -> None:
@@ -30,7 +29,7 @@ def _subset(corpus: list[Item], queries: list[Item], quick: bool) -> tuple[list[
     return keep, [q for q in queries if set(q.positives) & ids]
 
 
-def _example_queries(heldout: list[Item], corpus: dict[str, Item]) -> list[Item]:
+def _example_queries(heldout: list[Item]) -> list[Item]:
     """One held-out query of each kind (text, image, text+image)."""
     picked: dict[str, Item] = {}
     for query in heldout:
@@ -60,43 +59,46 @@ def run_demo(
     )
     started = time.perf_counter()
     _say(verbose, f"[1/5] model: {model or 'starter (offline; built and cached on first run)'}")
-    build = {"steps": QUICK_STEPS} if quick else {}
-    model_path = resolve_model(model, rebuild=rebuild, **build)
+    if model is None and quick:
+        model = "starter-quick"  # a reduced build, never cached as the full starter
+    model_path = resolve_model(model, rebuild=rebuild)
     encoder = load_encoder(model_path)
     model_seconds = time.perf_counter() - started
 
     index_dir = out / ("index-quick" if quick else "index")
     _say(verbose, f"[2/5] indexing {len(corpus)} documents into FAISS at {index_dir}")
     index = create_index("faiss", str(index_dir), encoder, model=model_path)
-    summary = index_items(corpus, index, encoder, source=str(corpus_file), show_progress_bar=verbose)
-    _say(verbose, f"      indexed {summary.indexed}, unchanged {summary.unchanged}, failed {len(summary.failed)}")
+    try:
+        summary = index_items(corpus, index, encoder, source=str(corpus_file), show_progress_bar=verbose)
+        _say(verbose, f"      indexed {summary.indexed}, unchanged {summary.unchanged}, failed {len(summary.failed)}")
 
-    by_id = {d.id: d for d in corpus if d.id}
-    _say(verbose, "[3/5] example queries")
-    shown = []
-    examples = _example_queries(heldout, by_id)
-    for query, vector in zip(examples, embed_queries(encoder, examples)):
-        hits = index.search(vector, top_k=5)
-        label = " + ".join(filter(None, [f"text {query.text!r}" if query.text else None, f"image {Path(query.image).name}" if query.image else None]))
-        _say(verbose, f"  query: {label}  (expected: {', '.join(by_id[p].text or p for p in query.positives if p in by_id)})")
-        for rank, hit in enumerate(hits, 1):
-            mark = "*" if hit.id in query.positives else " "
-            _say(verbose, f"   {mark}{rank}. {hit.score:.3f}  {hit.text or hit.id}")
-        shown.append((query.query_text(), query.image, hits))
+        by_id = {d.id: d for d in corpus if d.id}
+        _say(verbose, "[3/5] example queries")
+        shown = []
+        examples = _example_queries(heldout)
+        for query, vector in zip(examples, embed_queries(encoder, examples)):
+            hits = index.search(vector, top_k=5)
+            label = " + ".join(filter(None, [f"text {query.text!r}" if query.text else None, f"image {Path(query.image).name}" if query.image else None]))
+            _say(verbose, f"  query: {label}  (expected: {', '.join(by_id[p].text or p for p in query.positives if p in by_id)})")
+            for rank, hit in enumerate(hits, 1):
+                mark = "*" if hit.id in query.positives else " "
+                _say(verbose, f"   {mark}{rank}. {hit.score:.3f}  {hit.text or hit.id}")
+            shown.append((query.query_text(), query.image, hits))
 
-    gallery = write_gallery(out / "gallery.html", shown, title="ret2 demo: example queries")
-    _say(verbose, f"[4/5] gallery: {gallery}")
+        gallery = write_gallery(out / "gallery.html", shown, title="ret2 demo: example queries")
+        _say(verbose, f"[4/5] gallery: {gallery}")
 
-    _say(verbose, f"[5/5] Recall@k on {len(heldout)} held-out queries")
-    vectors = embed_queries(encoder, heldout)
-    rankings = [[h.id for h in index.search(vector, top_k=10)] for vector in vectors]
-    relevants = [set(query.positives) for query in heldout]
-    metrics = retrieval_metrics(rankings, relevants)
-    by_kind: dict[str, dict[str, float]] = {}
-    for kind in sorted({str(q.meta.get("kind", "all")) for q in heldout}):
-        rows = [i for i, q in enumerate(heldout) if str(q.meta.get("kind", "all")) == kind]
-        by_kind[kind] = retrieval_metrics([rankings[i] for i in rows], [relevants[i] for i in rows])
-    index.close()
+        _say(verbose, f"[5/5] Recall@k on {len(heldout)} held-out queries")
+        vectors = embed_queries(encoder, heldout)
+        rankings = [[h.id for h in index.search(vector, top_k=10)] for vector in vectors]
+        relevants = [set(query.positives) for query in heldout]
+        metrics = retrieval_metrics(rankings, relevants)
+        by_kind: dict[str, dict[str, float]] = {}
+        for kind in sorted({str(q.meta.get("kind", "all")) for q in heldout}):
+            rows = [i for i, q in enumerate(heldout) if str(q.meta.get("kind", "all")) == kind]
+            by_kind[kind] = retrieval_metrics([rankings[i] for i in rows], [relevants[i] for i in rows])
+    finally:
+        index.close()
     _say(verbose, "      " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     for kind, values in by_kind.items():
         _say(verbose, f"      {kind:>10}: " + ", ".join(f"{k} {values[k]:.3f}" for k in ("recall@1", "recall@5", "recall@10")))

@@ -52,12 +52,17 @@ def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
         yield chunk
 
 
-def _new_or_changed(backend: IndexBackend, items: Iterable[Item], summary: IndexSummary, chunk: int) -> Iterator[Item]:
-    """Drop items whose stored content hash equals the current one (no re-embedding)."""
+def _new_or_changed(
+    backend: IndexBackend, items: Iterable[Item], summary: IndexSummary, chunk: int, source: str
+) -> Iterator[Item]:
+    """Drop items whose stored content hash equals the current one (no re-embedding); report items
+    without an id (they cannot be upserted)."""
     for batch in _chunks(items, chunk):
         stored = backend.content_hashes([i.id for i in batch if i.id is not None])
         for item in batch:
-            if item.id in stored and stored[item.id] == item.content_hash():
+            if item.id is None:
+                summary.failed.append(ItemError(source, item.line or 0, None, "missing id"))
+            elif item.id in stored and stored[item.id] == item.content_hash():
                 summary.unchanged += 1
             else:
                 yield item
@@ -96,7 +101,7 @@ def index_items(
             lines[item.id] = item.line
             yield item
 
-    pending = remember(_new_or_changed(backend, items, summary, max(batch_size, 256)))
+    pending = remember(_new_or_changed(backend, items, summary, max(batch_size, 256), source))
     outbox: queue.Queue[Any] = queue.Queue(maxsize=2)
     reports: list[WriteReport] = []
     errors: list[BaseException] = []
@@ -130,11 +135,11 @@ def index_items(
         thread.join()
         if progress is not None:
             progress.close()
+        backend.persist()  # what was written stays written, even when embedding failed part-way
     for report in reports:
         summary.indexed += report.written
         for item_id, reason in report.failed:
             summary.failed.append(ItemError(source, lines.get(item_id) or 0, item_id, reason))
-    backend.persist()
     if errors and not summary.indexed:
         raise errors[0]
     return summary

@@ -28,13 +28,12 @@ class Item:
     line: int | None = None
 
     def __post_init__(self) -> None:
-        has_text = isinstance(self.text, str) and self.text != ""
-        if not has_text and self.image is None:
+        if not self.has_text and self.image is None:
             raise ValueError(f"item {self.id!r} has neither text nor image")
 
     @property
     def has_text(self) -> bool:
-        return isinstance(self.text, str) and self.text != ""
+        return isinstance(self.text, str) and self.text.strip() != ""
 
     @property
     def has_image(self) -> bool:
@@ -48,9 +47,11 @@ class Item:
         return text
 
     def content_hash(self) -> str:
-        """Hash of what the encoder sees (text, image reference and bytes if a local file)."""
+        """Hash of what is stored: text, meta, image reference and bytes (if a local file)."""
         h = hashlib.sha256()
         h.update((self.text or "").encode())
+        h.update(b"\0")
+        h.update(json.dumps(self.meta, sort_keys=True, default=repr).encode())
         h.update(b"\0")
         if isinstance(self.image, str):
             h.update(self.image.encode())
@@ -108,7 +109,8 @@ def parse_item(obj: Any, *, base_dir: Path, line: int, require_id: bool = True) 
             raise ValueError("'image' must be a path or URL string")
         if not image.startswith(("http://", "https://")) and not Path(image).is_absolute():
             image = str(base_dir / image)
-    meta = obj.get("meta") or {}
+    meta = obj.get("meta")
+    meta = {} if meta is None else meta
     if not isinstance(meta, dict):
         raise ValueError("'meta' must be an object")
     instruction = obj.get("instruction")
@@ -136,18 +138,13 @@ def read_jsonl(path: str | Path, errors: list[ItemError], *, require_id: bool = 
     path = Path(path)
     base_dir = path.resolve().parent
     seen: set[str] = set()
-    with path.open("r", encoding="utf-8", errors="strict") as handle:
-        line_no = 0
-        while True:
+    with path.open("rb") as handle:  # decoded line by line: one bad byte costs one line, not the rest
+        for line_no, raw_bytes in enumerate(handle, start=1):
             try:
-                raw = handle.readline()
+                raw = raw_bytes.decode("utf-8")
             except UnicodeDecodeError as exc:
-                line_no += 1
-                errors.append(ItemError(str(path), line_no, None, f"not UTF-8: {exc.reason}"))
-                break
-            if not raw:
-                break
-            line_no += 1
+                errors.append(ItemError(str(path), line_no, None, f"not UTF-8: {exc.reason} at byte {exc.start}"))
+                continue
             if not raw.strip():
                 continue
             item_id = None

@@ -18,23 +18,36 @@ def cache_dir() -> Path:
 
 
 def named_models() -> list[str]:
-    return sorted([*PRESETS, "starter"])
+    """Presets built offline; `starter-quick` is the reduced starter of `ret2 demo --quick`."""
+    return sorted([*PRESETS, "starter", "starter-quick"])
 
 
 def _build(name: str, target: Path, **kwargs: object) -> None:
-    """Build into a temp dir beside `target`, then rename: a killed build leaves no half model."""
+    """Build into a temp dir beside `target`, then swap it in: a killed or failed build leaves the
+    previous model (if any) in place, and a concurrent build of the same model is not an error."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
+    old = target.parent / f".{name}.old"
     try:
-        if name == "starter":
-            from ret2_plugin.starter import build_starter
+        if name.startswith("starter"):
+            from ret2_plugin.starter import QUICK_STEPS, build_starter
 
+            if name == "starter-quick":
+                kwargs = {"steps": QUICK_STEPS, **kwargs}
             build_starter(tmp, **kwargs)  # type: ignore[arg-type]
         else:
             build_preset(name, tmp)
-        os.replace(tmp, target)
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / "ret2_config.json").is_file():  # lost a race to another builder: fine
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def resolve_model(spec: str | None, *, rebuild: bool = False, **build_kwargs: object) -> str:
@@ -42,9 +55,7 @@ def resolve_model(spec: str | None, *, rebuild: bool = False, **build_kwargs: ob
     spec = spec or DEFAULT_MODEL
     if spec in named_models():
         target = cache_dir() / "models" / spec
-        if rebuild and target.exists():
-            shutil.rmtree(target)
-        if not (target / "ret2_config.json").is_file():
+        if rebuild or not (target / "ret2_config.json").is_file():
             _build(spec, target, **build_kwargs)
         return str(target)
     path = Path(spec).expanduser()

@@ -38,31 +38,32 @@ def create_index(backend: str, location: str, encoder: Any, *, model: str, **opt
     return get_index_backend(backend).open(location, dim=dim, multi_vector=multi_vector, similarity="cosine", info=info, **options)
 
 
-def query_input(text: str | None = None, image: Any = None) -> Any:
-    """The sentence-transformers input for a text, an image, or a joint query."""
-    if text and image is not None:
-        return {"text": text, "image": image}
-    if image is not None:
-        return {"image": str(image) if isinstance(image, Path) else image}
+def query_input(text: str | None = None, image: Any = None, instruction: str | None = None) -> dict[str, Any]:
+    """The sentence-transformers input for a text, an image, or a joint query. Always a dict, so a
+    text that looks like a file name is never taken for an image."""
+    out: dict[str, Any] = {}
     if text:
-        return text
-    raise ValueError("a query needs --text, --image, or both")
+        out["text"] = text
+    if image is not None:
+        out["image"] = str(image) if isinstance(image, Path) else image
+    if not out and not instruction:
+        raise ValueError("a query needs --text, --image, or both")
+    if instruction:
+        out["instruction"] = instruction
+    return out
 
 
 def embed_query(encoder: Any, text: str | None = None, image: Any = None, instruction: str | None = None) -> np.ndarray:
-    """One query embedding ([D], or [K, D] for multi-vector models), normalised."""
-    kwargs: dict[str, Any] = {"convert_to_numpy": True}
-    if instruction:
-        kwargs["prompt"] = instruction
-    if not is_multi_vector(encoder):
-        kwargs["normalize_embeddings"] = True
-    vectors = encoder.encode_query([query_input(text, image)], **kwargs)
-    return np.asarray(vectors[0], dtype=np.float32)
+    """One query embedding ([D], or [K, D] for multi-vector models), normalised. The instruction is
+    the query's own (`"{instruction} {text}"`), exactly as for `embed_queries` and the Haystack
+    query embedder; the model's saved "query" prompt still applies."""
+    query = Item(text=text, image=image, instruction=instruction)
+    return embed_queries(encoder, [query])[0]
 
 
 def embed_queries(encoder: Any, queries: list[Item], *, batch_size: int = 32) -> np.ndarray:
     """Embed many query items in batches; each keeps its own instruction (`"{instruction} {text}"`)."""
-    inputs = [query_input(q.query_text() or None, q.image) for q in queries]
+    inputs = [query_input(q.text, q.image, q.instruction) for q in queries]
     kwargs: dict[str, Any] = {"convert_to_numpy": True, "batch_size": batch_size}
     if not is_multi_vector(encoder):
         kwargs["normalize_embeddings"] = True

@@ -143,3 +143,17 @@ def test_convert_official_checkpoint_to_encoder_format(tmp_path: Path, capsys) -
     a = converted.encode_query(["a cat"], convert_to_numpy=True)
     b = original.encode_query(["a cat"], convert_to_numpy=True)
     assert len(a[0]) == 4 and abs(a[0] - b[0]).max() < 1e-6  # K=4 token vectors, identical
+
+
+def test_filter_values_are_json_and_meta_changes_are_reindexed(tmp_path: Path, tiny_model_dir: Path, capsys) -> None:
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"id": "a", "text": "alpha", "meta": {"year": 2020}}\n{"id": "b", "text": "beta", "meta": {"year": 2021}}\n')
+    index = str(tmp_path / "idx")
+    _run(capsys, "index", str(corpus), "--index", index, "--model", str(tiny_model_dir), "--json")
+    code, found = _run(capsys, "search", "--index", index, "--text", "alpha", "--filter", "year=2021", "--json")
+    assert [r["id"] for r in found["results"]] == ["b"]
+    corpus.write_text('{"id": "a", "text": "alpha", "meta": {"year": 2021}}\n{"id": "b", "text": "beta", "meta": {"year": 2021}}\n')
+    code, summary = _run(capsys, "index", str(corpus), "--index", index, "--model", str(tiny_model_dir), "--json")
+    assert (summary["indexed"], summary["unchanged"]) == (1, 1)
+    code, found = _run(capsys, "search", "--index", index, "--text", "alpha", "--filter", "year=2021", "--json")
+    assert sorted(r["id"] for r in found["results"]) == ["a", "b"]

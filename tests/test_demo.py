@@ -20,7 +20,8 @@ def test_demo_quick_runs_end_to_end_offline(tmp_path: Path, monkeypatch: pytest.
     assert set(report["metrics"]) == {"recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"}
     assert 0 < report["heldout_queries"] and 0.0 <= report["metrics"]["recall@10"] <= 1.0
     assert set(report["metrics_by_query_kind"]) == {"text", "image", "text+image"}
-    assert (tmp_path / "cache" / "models" / "starter" / "ret2_config.json").is_file()
+    assert (tmp_path / "cache" / "models" / "starter-quick" / "ret2_config.json").is_file()
+    assert not (tmp_path / "cache" / "models" / "starter").exists()  # the full starter is never a quick build
     assert "<img" in (out / "gallery.html").read_text()
     # Second run: the cached model is reused and the index is unchanged (no re-embedding).
     assert main(["demo", "--quick", "--out", str(out), "--json"]) == 0

@@ -45,3 +45,20 @@ def test_item_needs_text_or_image() -> None:
     with pytest.raises(ValueError, match="neither text nor image"):
         Item(id="x", text="")
     assert Item(text="t").content_hash() != Item(text="u").content_hash()
+
+
+def test_a_bad_byte_costs_one_line_not_the_rest(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.jsonl"
+    lines = [f'{{"id": "d{i}", "text": "item {i}"}}'.encode() for i in range(50)]
+    lines[3] = b'{"id": "d3", "text": "caf\xe9"}'  # latin-1, not UTF-8
+    corpus.write_bytes(b"\n".join(lines) + b"\n")
+    errors: list[ItemError] = []
+    items = list(read_jsonl(corpus, errors))
+    assert len(items) == 49 and [(e.line, e.reason[:9]) for e in errors] == [(4, "not UTF-8")]
+
+
+def test_content_hash_covers_meta_and_whitespace_is_not_text() -> None:
+    assert Item(id="a", text="t", meta={"k": 1}).content_hash() != Item(id="a", text="t", meta={"k": 2}).content_hash()
+    assert not Item(text=" ", image="x.png").has_text
+    with pytest.raises(ValueError):
+        Item(text="   ")

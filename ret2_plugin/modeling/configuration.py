@@ -150,10 +150,11 @@ class ReT2Config:
         defaults: dict[str, Any] = dict(
             share_query_document=True,
             use_pooler_features=True,
-            text_layers=three_taps(num_layers_of(text_config)),
-            vision_layers=three_taps(num_layers_of(vision_config)),
             is_text_frozen=False,
             is_vision_frozen=False,
             model_family="ret2",
         )
+        if not {"layer_strategy", "text_layers", "vision_layers"} & set(overrides):
+            defaults["text_layers"] = three_taps(num_layers_of(text_config))
+            defaults["vision_layers"] = three_taps(num_layers_of(vision_config))
         return cls(text_config=text_config, vision_config=vision_config, **{**defaults, **overrides})

@@ -7,9 +7,11 @@ silently padded, and with `root` set a path must stay inside it.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import inspect
 import io
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +51,17 @@ def confine(path: str | Path, root: str | Path | None) -> Path:
 
 
 def _decode(data: io.BytesIO | Path, source: Any) -> Image.Image:
+    """Decode and validate. The pixel limit is checked on the header, before any decoding (no
+    process-wide warning filters: this runs on decoding threads)."""
+    limit = Image.MAX_IMAGE_PIXELS or MAX_IMAGE_PIXELS
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(data) as img:
-                img.load()
-                return img.convert("RGB")
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageLoadError(source, f"larger than the decompression-bomb limit ({MAX_IMAGE_PIXELS} pixels): {exc}") from exc
+        with Image.open(data) as img:
+            if img.width * img.height > limit:
+                raise ImageLoadError(source, f"larger than the decompression-bomb limit ({img.width}x{img.height} > {limit} pixels)")
+            img.load()
+            return img.convert("RGB")
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(source, f"larger than the decompression-bomb limit ({limit} pixels): {exc}") from exc
     except UnidentifiedImageError as exc:
         raise ImageLoadError(source, "not an image (unrecognised format)") from exc
     except OSError as exc:
@@ -65,7 +70,7 @@ def _decode(data: io.BytesIO | Path, source: Any) -> Image.Image:
 
 def load_local_image(source: Any, root: str | Path | None = None) -> Image.Image | None:
     """Plugin loader for local paths (str / Path that are not URLs)."""
-    if isinstance(source, Path) or (isinstance(source, str) and not source.startswith(("http://", "https://"))):
+    if isinstance(source, Path) or (isinstance(source, str) and not source.startswith(("http://", "https://", "data:"))):
         path = confine(source, root)
         if not path.is_file():
             raise ImageLoadError(source, "file not found")
@@ -74,7 +79,16 @@ def load_local_image(source: Any, root: str | Path | None = None) -> Image.Image
 
 
 def load_image_bytes(source: Any, root: str | Path | None = None) -> Image.Image | None:
-    """Plugin loader for raw bytes and Haystack `ByteStream`-like objects (`.data`)."""
+    """Plugin loader for raw bytes, Haystack `ByteStream`-like objects (`.data`) and
+    `data:image/...;base64,` URIs."""
+    if isinstance(source, str) and source.startswith("data:"):
+        header, sep, payload = source.partition(",")
+        if not sep or not header.startswith("data:image/") or not header.endswith(";base64"):
+            raise ImageLoadError(source[:40] + "...", "only base64 data:image/... URIs are supported")
+        try:
+            return _decode(io.BytesIO(base64.b64decode(payload, validate=True)), source[:40] + "...")
+        except binascii.Error as exc:
+            raise ImageLoadError(source[:40] + "...", f"malformed base64 data: {exc}") from exc
     data = getattr(source, "data", source)
     if isinstance(data, (bytes, bytearray, memoryview)):
         return _decode(io.BytesIO(bytes(data)), source)
@@ -96,6 +110,14 @@ def load_url_image(source: Any, root: str | Path | None = None) -> Image.Image |
         raise ImageLoadError(source, f"download failed: {exc}") from exc
 
 
+def _takes_root(loader: Any) -> bool:
+    try:
+        parameters = inspect.signature(loader).parameters
+    except (TypeError, ValueError):
+        return False
+    return "root" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
 def load_image(source: Any, *, root: str | Path | None = None) -> Image.Image:
     """PIL images and numpy arrays pass through (as RGB); anything else goes through the registered
     image loaders (plugins first). Raises `ImageLoadError`."""
@@ -109,10 +131,7 @@ def load_image(source: Any, *, root: str | Path | None = None) -> Image.Image:
     from ret2_plugin.plugins import image_loaders
 
     for loader in image_loaders():
-        try:
-            image = loader(source, root=root)
-        except TypeError:
-            image = loader(source)
+        image = loader(source, root=root) if _takes_root(loader) else loader(source)
         if image is not None:
             return image
     raise ImageLoadError(source, "no image loader understands this source")

@@ -44,7 +44,8 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 @lru_cache(maxsize=1)
 def _clip_vocab_and_merges() -> tuple[dict[str, int], list[str]]:
-    lines = gzip.open(clip_bpe_path(), "rt", encoding="utf-8").read().split("\n")
+    with gzip.open(clip_bpe_path(), "rt", encoding="utf-8") as handle:
+        lines = handle.read().split("\n")
     merges = lines[1 : 49152 - 256 - 2 + 1]
     symbols = list(_bytes_to_unicode().values())
     tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]

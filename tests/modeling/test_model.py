@@ -147,3 +147,9 @@ def test_frozen_backbones_get_no_gradients(ret2) -> None:
     assert all(p.requires_grad for p in model.fusion_parameters())
     model.train()
     assert not model.text_backbone.training and model.query_fusion.training
+
+
+def test_ret2_preset_honours_an_explicit_layer_strategy() -> None:
+    text, vision = clip_tower_configs(layers=24)
+    cfg = ReT2Config.ret2(text, vision, layer_strategy="clip_vit_l", hidden_size=64)
+    assert cfg.text_layers == list(range(12)) and cfg.vision_layers == list(range(0, 24, 2))

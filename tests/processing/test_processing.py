@@ -101,3 +101,23 @@ def test_bytes_arrays_and_urls(monkeypatch: pytest.MonkeyPatch) -> None:
         load_image("https://example.org/cat.jpg")
     with pytest.raises(ImageLoadError, match="not an image"):
         load_image(b"garbage bytes")
+
+
+def test_data_uris_and_loader_errors_are_not_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+
+    buf = io.BytesIO()
+    Image.new("RGB", (3, 2), "red").save(buf, format="PNG")
+    uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    assert load_image(uri).size == (3, 2)
+    with pytest.raises(ImageLoadError, match="malformed base64"):
+        load_image("data:image/png;base64,@@@")
+
+    from ret2_plugin import plugins
+
+    def broken(source, root=None):
+        raise TypeError("bug inside a plugin loader")
+
+    monkeypatch.setattr(plugins, "image_loaders", lambda: [broken])
+    with pytest.raises(TypeError, match="bug inside"):
+        load_image("whatever.png")
