@@ -6,21 +6,38 @@ process share their store, so an indexing pipeline and a query pipeline can meet
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Iterable, Sequence
-from threading import Lock
+from threading import Lock, RLock
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ret2_plugin.filters import matches, normalize_filters
-from ret2_plugin.index import IndexMismatchError, IndexRecord, SearchHit, WriteReport, as_float32, maxsim
+from ret2_plugin.index import (
+    IndexMismatchError,
+    IndexRecord,
+    SearchHit,
+    WriteReport,
+    check_ids,
+    check_meta,
+    check_similarity,
+    check_top_k,
+    maxsim,
+    prepare_embedding,
+)
 
 _STORES: dict[str, "InMemoryBackend"] = {}
 _LOCK = Lock()
 
 
 class InMemoryBackend:
-    """Exact search (dot product on the stored vectors) with Python-side filters."""
+    """Exact search (inner product / MaxSim; vectors L2-normalised under cosine) with Python-side filters.
+
+    Validation and normalisation are the shared ones of `ret2_plugin.index`, so scores equal FAISS's.
+    One lock per store serialises its methods (thread-safe); stored arrays and meta are copies, never the
+    caller's objects, and `get` / `search` hand out copies too."""
 
     name: ClassVar[str] = "memory"
 
@@ -30,6 +47,7 @@ class InMemoryBackend:
         self.similarity = similarity
         self._info = dict(info)
         self._records: dict[str, IndexRecord] = {}
+        self._lock = RLock()
 
     @classmethod
     def open(
@@ -42,18 +60,23 @@ class InMemoryBackend:
         info: dict[str, Any] | None = None,
         **options: Any,
     ) -> InMemoryBackend:
+        """Create the store `location` (needs `dim`) or reopen it (checking dim, multi_vector and
+        similarity against it when `dim` is given, like the FAISS backend)."""
         if options:
             raise TypeError(f"memory backend got unknown options {sorted(options)}")
+        check_similarity(similarity)
         with _LOCK:
             store = _STORES.get(location)
             if store is None:
                 if dim is None:
                     raise ValueError(f"in-memory index {location!r} does not exist; pass dim= to create it")
+                if not isinstance(dim, int) or dim <= 0:
+                    raise ValueError(f"dim must be a positive int, got {dim!r}")
                 store = _STORES[location] = cls(dim=dim, multi_vector=multi_vector, similarity=similarity, info=info or {})
-            elif dim is not None and (dim, multi_vector) != (store.dim, store.multi_vector):
+            elif dim is not None and (dim, multi_vector, similarity) != (store.dim, store.multi_vector, store.similarity):
                 raise IndexMismatchError(
-                    f"in-memory index {location!r} holds dim={store.dim} multi_vector={store.multi_vector}, "
-                    f"asked for dim={dim} multi_vector={multi_vector}"
+                    f"in-memory index {location!r} holds dim={store.dim} multi_vector={store.multi_vector} "
+                    f"similarity={store.similarity!r}, asked for dim={dim} multi_vector={multi_vector} similarity={similarity!r}"
                 )
             return store
 
@@ -61,59 +84,79 @@ class InMemoryBackend:
     def info(self) -> dict[str, Any]:
         return dict(self._info)
 
-    def _check(self, vector: np.ndarray) -> str | None:
-        want = 2 if self.multi_vector else 1
-        if vector.ndim != want or vector.shape[-1] != self.dim:
-            return f"embedding shape {tuple(vector.shape)} does not fit index (dim={self.dim}, multi_vector={self.multi_vector})"
-        if not np.isfinite(vector).all():
-            return "embedding has NaN or inf values"
-        return None
+    def _prepare(self, record: IndexRecord) -> IndexRecord | str:
+        """The record to store (own copies, normalised), or the reason it is refused."""
+        if not isinstance(record.id, str) or not record.id:
+            return f"id must be a non-empty string, got {record.id!r}"
+        try:
+            vector = prepare_embedding(record.embedding, dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity)
+            meta = json.loads(check_meta(record.meta))  # a deep copy, exactly what FAISS / ES would store
+        except ValueError as exc:
+            return str(exc)
+        for field in ("text", "image", "content_hash"):
+            value = getattr(record, field)
+            if value is not None and not isinstance(value, str):
+                return f"{field} must be a string or None, got {type(value).__name__}"
+        return IndexRecord(record.id, vector, record.text, record.image, meta, record.content_hash)
 
     def add(self, records: Iterable[IndexRecord]) -> WriteReport:
         report = WriteReport()
         for record in records:
-            vector = as_float32(record.embedding)
-            problem = self._check(vector)
-            if problem:
-                report.failed.append((record.id, problem))
+            prepared = self._prepare(record)
+            if isinstance(prepared, str):
+                report.failed.append((str(getattr(record, "id", "?")), prepared))
                 continue
-            self._records[record.id] = IndexRecord(
-                record.id, vector, record.text, record.image, dict(record.meta), record.content_hash
-            )
+            with self._lock:
+                self._records[prepared.id] = prepared
             report.written += 1
         return report
 
     def search(self, query: np.ndarray, *, top_k: int = 10, filters: dict[str, Any] | None = None) -> list[SearchHit]:
-        query = as_float32(query)
-        problem = self._check(query)
-        if problem:
-            raise ValueError(f"query {problem}")
+        top_k = check_top_k(top_k)
+        q = prepare_embedding(query, dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity, what="query")
         canonical = normalize_filters(filters)
-        pool = [r for r in self._records.values() if matches(canonical, r.meta)]
-        if not pool:
-            return []
-        stacked = np.stack([r.embedding for r in pool])
-        scores = maxsim(query, stacked) if self.multi_vector else stacked @ query
-        order = np.argsort(-scores, kind="stable")[:top_k]
-        return [SearchHit(pool[i].id, float(scores[i]), pool[i].text, pool[i].image, dict(pool[i].meta)) for i in order]
+        with self._lock:
+            pool = [r for r in self._records.values() if matches(canonical, r.meta)]
+            if not pool:
+                return []
+            scores = self._scores(q, pool)
+            order = np.argsort(-scores, kind="stable")[:top_k]
+            return [SearchHit(pool[i].id, float(scores[i]), pool[i].text, pool[i].image, copy.deepcopy(pool[i].meta)) for i in order]
+
+    def _scores(self, query: np.ndarray, pool: list[IndexRecord]) -> np.ndarray:
+        if not self.multi_vector:
+            return np.stack([r.embedding for r in pool]) @ query
+        scores = np.empty(len(pool), dtype=np.float32)
+        groups: dict[int, list[int]] = {}  # documents may have different token counts: score by count
+        for i, r in enumerate(pool):
+            groups.setdefault(r.embedding.shape[0], []).append(i)
+        for members in groups.values():
+            scores[members] = maxsim(query, np.stack([pool[i].embedding for i in members]))
+        return scores
 
     def get(self, ids: Sequence[str]) -> list[IndexRecord]:
-        return [self._records[i] for i in ids if i in self._records]
+        """Copies of the stored records (embeddings as stored: L2-normalised under cosine)."""
+        ids = check_ids(ids)
+        with self._lock:
+            found = [self._records[i] for i in ids if i in self._records]
+        return [IndexRecord(r.id, r.embedding.copy(), r.text, r.image, copy.deepcopy(r.meta), r.content_hash) for r in found]
 
     def content_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         return {r.id: r.content_hash for r in self.get(ids) if r.content_hash}
 
     def delete(self, ids: Sequence[str] | None = None, *, filters: dict[str, Any] | None = None) -> int:
-        doomed = set(ids or ())
+        doomed = set(check_ids(ids))
         canonical = normalize_filters(filters)
-        if canonical:
-            doomed |= {r.id for r in self._records.values() if matches(canonical, r.meta)}
-        removed = [self._records.pop(i) for i in doomed if i in self._records]
+        with self._lock:
+            if canonical:
+                doomed |= {r.id for r in self._records.values() if matches(canonical, r.meta)}
+            removed = [self._records.pop(i) for i in doomed if i in self._records]
         return len(removed)
 
     def count(self, filters: dict[str, Any] | None = None) -> int:
         canonical = normalize_filters(filters)
-        return sum(1 for r in self._records.values() if matches(canonical, r.meta))
+        with self._lock:
+            return sum(1 for r in self._records.values() if matches(canonical, r.meta))
 
     def persist(self) -> None:
         """Nothing to write: this backend lives in memory."""

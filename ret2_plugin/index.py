@@ -5,15 +5,26 @@ optional metadata filters (Haystack filter syntax, see `ret2_plugin.filters`). E
 one vector per item (`[D]`, ReT-2) or K token vectors (`[K, D]`, ReT v1 late interaction, scored by
 MaxSim). Backends are created or reopened with `Backend.open(location, ...)` and chosen by name through
 the plugin registry (`ret2_plugin.plugins.get_index_backend`).
+
+Every backend validates with the same helpers below (`prepare_embedding`, `check_meta`, `check_ids`,
+`check_top_k`, `check_similarity`), so a record or query refused by one backend is refused by all, for
+the same reason, and scores agree across backends.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
+
+
+SIMILARITIES: tuple[str, ...] = ("cosine", "dot_product")
+"""Similarities every backend supports. "cosine": embeddings and queries are L2-normalised (each token
+vector, for multi-vector) on write and on query, then scored by inner product (MaxSim for multi-vector),
+so a score is a cosine (a sum of cosines under MaxSim). "dot_product": raw inner product, stored as given."""
 
 
 @dataclass
@@ -121,3 +132,71 @@ def maxsim(query: np.ndarray, docs: np.ndarray) -> np.ndarray:
 
 def as_float32(vectors: np.ndarray | Sequence[float]) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
+
+
+# --- validation shared by the backends (one set of rules: a record refused by one is refused by all) ---
+
+
+def check_similarity(similarity: str) -> str:
+    """`similarity` if it is one of `SIMILARITIES`, else ValueError."""
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity {similarity!r} is not supported; use one of {SIMILARITIES}")
+    return similarity
+
+
+def prepare_embedding(
+    vector: np.ndarray | Sequence[Any], *, dim: int, multi_vector: bool, similarity: str, what: str = "embedding"
+) -> np.ndarray:
+    """A contiguous float32 COPY of `vector` ready to store or search: `[dim]`, or `[K, dim]` with K >= 1
+    when `multi_vector`; L2-normalised (per token) under cosine. Raises ValueError(reason) for a
+    non-numeric or ragged array, a wrong shape, NaN/inf, an empty token list, or (under cosine) a zero
+    vector, which has no direction. `what` names the thing in the message ("embedding", "query")."""
+    try:
+        out = np.array(vector, dtype=np.float32)  # np.array copies: the caller's array is never aliased
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} is not a numeric array: {exc}") from None
+    if out.ndim != (2 if multi_vector else 1) or out.shape[-1] != dim:
+        raise ValueError(f"{what} shape {tuple(out.shape)} does not fit index (dim={dim}, multi_vector={multi_vector})")
+    if multi_vector and out.shape[0] == 0:
+        raise ValueError(f"{what} has an empty token list (multi-vector needs at least one token vector)")
+    if not np.isfinite(out).all():
+        raise ValueError(f"{what} has NaN or inf values")
+    if check_similarity(similarity) == "cosine":
+        norms = np.linalg.norm(out, axis=-1, keepdims=True)
+        if (norms == 0).any():
+            raise ValueError(f"{what} has a zero vector, which cannot be L2-normalised for cosine similarity")
+        out /= norms
+    return np.ascontiguousarray(out)
+
+
+def check_ids(ids: Sequence[str] | None) -> list[str]:
+    """`ids` as a list of strings (None -> []). A bare `str` is refused with TypeError: iterating it
+    would act on its characters (`delete("ab")` deleting "a" and "b")."""
+    if ids is None:
+        return []
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"ids must be a sequence of ids, got the single {type(ids).__name__} {ids!r}; wrap it in a list")
+    out = list(ids)
+    bad = [i for i in out if not isinstance(i, str)]
+    if bad:
+        raise TypeError(f"ids must be strings, got {bad[0]!r} ({type(bad[0]).__name__})")
+    return out
+
+
+def check_top_k(top_k: int) -> int:
+    """`top_k` if it is an int >= 1, else ValueError (so every backend refuses 0 or negative the same way)."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}")
+    return int(top_k)
+
+
+def check_meta(meta: dict[str, Any] | None) -> str:
+    """`meta` (None -> {}) as JSON, or ValueError(reason) if it is not a dict of JSON-serialisable values
+    (sets, objects, NaN/inf ...): what a backend stores must round-trip through every backend."""
+    meta = {} if meta is None else meta
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta must be a dict, got {type(meta).__name__}")
+    try:
+        return json.dumps(meta, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"meta is not JSON-serialisable: {exc}") from None

@@ -6,6 +6,6 @@ See `backend.py` for behaviour, `factory.py` for index types, `files.py` for the
 from . import files, gpu
 from .backend import SIMILARITIES, FaissBackend
 from .factory import default_index_type
-from .files import IndexCorruptedError
+from .files import ConcurrentWriteError, IndexCorruptedError
 
-__all__ = ["FaissBackend", "IndexCorruptedError", "SIMILARITIES", "default_index_type", "files", "gpu"]
+__all__ = ["ConcurrentWriteError", "FaissBackend", "IndexCorruptedError", "SIMILARITIES", "default_index_type", "files", "gpu"]

@@ -8,6 +8,11 @@ enough vectors exist (`factory.min_train_size`, or `train_min=`): until then the
 flat one, so results are exact, never missing. HNSW cannot remove vectors: replaced or deleted
 documents are tombstoned (excluded from every search by a selector) and compacted by a rebuild when
 they exceed a fifth of the index. One lock serialises the methods of an instance (thread-safe).
+
+Several instances may open one directory (processes, or a reader beside a writer). An instance
+with no unsaved writes picks up the latest saved generation on its next read or write. A writer
+whose save would overwrite a generation another instance saved after it loaded gets a
+`ConcurrentWriteError` instead (nothing is lost: the other save stays; reopen and redo the writes).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import faiss
 import numpy as np
 
 from ret2_plugin.filters import normalize_filters
-from ret2_plugin.index import IndexRecord, SearchHit, WriteReport
+from ret2_plugin.index import SIMILARITIES, IndexRecord, SearchHit, WriteReport, check_ids, check_top_k
 
 from . import factory, files, gpu
 from .keys import doc_keys, faiss_ids
@@ -30,7 +35,6 @@ from .search import SearchSettings, search
 from .store import PayloadStore
 from .validate import Row, check_consistency, check_fits, prepare_query, prepare_record
 
-SIMILARITIES = ("cosine", "dot_product")
 _BATCH = 1024
 
 
@@ -44,11 +48,6 @@ class FaissBackend:
         self.dim: int = manifest["dim"]
         self.multi_vector: bool = manifest["multi_vector"]
         self.similarity: str = manifest["similarity"]
-        self.index_type: str = manifest["index_type"]  # what was asked for ("auto" or a factory string)
-        self.active_index_type: str = manifest["active_index"]  # what the FAISS index is right now
-        self.generation: int = manifest["generation"]
-        self._info = dict(manifest.get("info") or {})
-        self.train_min: int | None = manifest.get("train_min")
         self.use_gpu: bool = options.pop("use_gpu", True)
         self.settings = SearchSettings(
             ef_search=options.pop("ef_search", None) or manifest.get("ef_search", factory.DEFAULT_EF_SEARCH),
@@ -59,6 +58,17 @@ class FaissBackend:
         )
         if options:
             raise TypeError(f"faiss backend got unknown options {sorted(options)}")
+        self._closed = False
+        self._lock = threading.RLock()
+        self._adopt(manifest, index, store)
+
+    def _adopt(self, manifest: dict[str, Any], index: faiss.Index, store: PayloadStore) -> None:
+        """Take a loaded generation as this instance's state (at open, and when a reader reloads)."""
+        self.index_type: str = manifest["index_type"]  # what was asked for ("auto" or a factory string)
+        self.active_index_type: str = manifest["active_index"]  # what the FAISS index is right now
+        self.generation: int = manifest["generation"]
+        self._info = dict(manifest.get("info") or {})
+        self.train_min: int | None = manifest.get("train_min")
         self.index = index
         self.store = store
         ids = faiss.vector_to_array(index.id_map) if index.ntotal else np.empty(0, np.int64)
@@ -69,8 +79,7 @@ class FaissBackend:
         self._search_index: tuple[faiss.Index, bool] | None = None
         self._n_docs = store.count()
         self._dirty = False
-        self._closed = False
-        self._lock = threading.RLock()
+        self._manifest_stat = files.manifest_stamp(self.directory)
 
     # --- opening -------------------------------------------------------------------------------
 
@@ -84,10 +93,22 @@ class FaissBackend:
         `candidates` (multi-vector token hits per query token), `use_gpu` (default True: used if any).
         """
         directory = Path(location)
+        loaded = cls._load(directory, dim, multi_vector, similarity, index_type)
+        if loaded is None:
+            return cls._create(directory, dim, multi_vector, similarity, info, index_type, train_min, options)
+        backend = cls(directory, *loaded, options)
+        if train_min is not None:
+            backend.train_min = train_min
+        return backend
+
+    @staticmethod
+    def _load(directory: Path, dim: int | None, multi_vector: bool, similarity: str,
+              index_type: str | None) -> tuple[dict[str, Any], faiss.Index, PayloadStore] | None:
+        """The saved generation (manifest, index, payload store), checked; None if there is no index."""
         for attempt in range(3):  # a concurrent save may replace the files between our reads: retry
             manifest = files.read_manifest(directory)
             if manifest is None:
-                return cls._create(directory, dim, multi_vector, similarity, info, index_type, train_min, options)
+                return None
             check_fits(directory, manifest, dim, multi_vector, similarity, index_type)
             try:
                 index = files.read_index(directory / manifest["index_file"])
@@ -97,10 +118,7 @@ class FaissBackend:
                     continue
                 raise
             check_consistency(directory, manifest, index, store)
-            backend = cls(directory, manifest, index, store, options)
-            if train_min is not None:
-                backend.train_min = train_min
-            return backend
+            return manifest, index, store
         raise AssertionError("unreachable")
 
     @classmethod
@@ -134,6 +152,7 @@ class FaissBackend:
         """Upsert; bad records (wrong shape, NaN, unserialisable meta ...) are reported, not raised."""
         with self._lock:
             self._check_open()
+            self._refresh()  # write on top of the latest saved generation if we have nothing unsaved
             report = WriteReport()
             batch: dict[str, Row] = {}
             accepted = 0
@@ -183,9 +202,8 @@ class FaissBackend:
         """Delete the documents with these ids and those matching `filters`; returns how many."""
         with self._lock:
             self._check_open()
-            if isinstance(ids, str):
-                raise TypeError(f"delete() takes a sequence of ids, got the string {ids!r}")
-            doomed = dict(self.store.keys_for(list(ids or ())).values())
+            self._refresh()
+            doomed = dict(self.store.keys_for(check_ids(ids)).values())
             canonical = normalize_filters(filters)
             if canonical:
                 doomed.update(zip(*(a.tolist() for a in self.store.matching_keys(canonical))))
@@ -238,6 +256,7 @@ class FaissBackend:
         Also the way to retrain an IVF index on a sample of the whole corpus after it has grown."""
         with self._lock:
             self._check_open()
+            self._refresh()
             if index_type is not None:
                 if index_type != factory.AUTO:
                     factory.validate_index_type(index_type, self.dim)
@@ -263,7 +282,9 @@ class FaissBackend:
         """Best `top_k` hits (filters applied before ranking); scores are exact inner products / MaxSim."""
         with self._lock:
             self._check_open()
+            top_k = check_top_k(top_k)
             q = prepare_query(query, self.dim, self.multi_vector, self.similarity)
+            self._refresh()
             canonical = normalize_filters(filters)
             pool = self.store.matching_keys(canonical) if canonical else None
             search_index, on_gpu = self._device_index()
@@ -298,7 +319,9 @@ class FaissBackend:
         """Stored records (embeddings as stored: L2-normalised under cosine similarity)."""
         with self._lock:
             self._check_open()
-            found = self.store.keys_for(list(ids))
+            ids = check_ids(ids)
+            self._refresh()
+            found = self.store.keys_for(ids)
             rows = self.store.rows([k for k, _ in found.values()], with_vectors=True)
             out = []
             for doc_id in ids:
@@ -315,6 +338,7 @@ class FaissBackend:
         with self._lock:
             self._check_open()
             canonical = normalize_filters(filters)
+            self._refresh()
             return self._n_docs if not canonical else len(self.store.matching_keys(canonical)[0])
 
     # --- durability ----------------------------------------------------------------------------
@@ -324,6 +348,18 @@ class FaissBackend:
         with self._lock, files.save_lock(self.directory):
             self._check_open()
             on_disk = files.read_manifest(self.directory)
+            if on_disk is not None and on_disk["generation"] != self.generation:
+                if self._dirty:
+                    raise files.ConcurrentWriteError(
+                        f"FAISS index {self.directory} was saved by another writer (generation {on_disk['generation']}) "
+                        f"after this instance loaded generation {self.generation}; saving would drop its writes, so "
+                        f"this instance's unsaved writes were NOT saved. Reopen the index and redo them."
+                    )
+                self._reload()  # nothing of ours to save: catch up instead of overwriting the newer save
+                return
+            if on_disk is not None and not self._dirty and (on_disk.get("ef_search"), on_disk.get("nprobe"), on_disk.get(
+                    "train_min")) == (self.settings.ef_search, self.settings.nprobe, self.train_min):
+                return  # nothing new: a new generation would only make other writers' saves conflict
             generation = max(self.generation, on_disk["generation"] if on_disk else -1) + 1
             index_file, payload_file = files.index_name(generation), files.payload_name(generation)
             files.write_index(self.index, self.directory / index_file)
@@ -337,17 +373,48 @@ class FaissBackend:
             })
             self.generation = generation
             self._dirty = False
+            self._manifest_stat = files.manifest_stamp(self.directory)
             files.remove_stale(self.directory, {index_file, payload_file})
 
+    # --- several instances on one directory ----------------------------------------------------
+
+    def _refresh(self) -> None:
+        """An instance with no unsaved writes reloads when another instance saved a newer generation
+        (before a read, and before a first write so that it builds on the latest save).
+        Cheap when nothing changed: one stat of the manifest (read only when the stat differs)."""
+        if self._dirty:
+            return
+        stat = files.manifest_stamp(self.directory)
+        if stat == self._manifest_stat:
+            return
+        manifest = files.read_manifest(self.directory)
+        if manifest is not None and manifest["generation"] != self.generation:
+            self._reload()
+        else:
+            self._manifest_stat = stat
+
+    def _reload(self) -> None:
+        stat = files.manifest_stamp(self.directory)
+        loaded = self._load(self.directory, self.dim, self.multi_vector, self.similarity, None)
+        if loaded is None:
+            raise files.IndexCorruptedError(f"FAISS index {self.directory} has disappeared (no {files.MANIFEST})")
+        old = self.store
+        self._adopt(*loaded)
+        self._manifest_stat = stat
+        old.close()
+
     def close(self) -> None:
-        """Persist pending writes and release the store; idempotent."""
+        """Persist pending writes and release the store; idempotent. If the save fails (e.g.
+        `ConcurrentWriteError`) the error is raised and the instance is closed all the same."""
         with self._lock:
             if self._closed:
                 return
-            if self._dirty:
-                self.persist()
-            self.store.close()
-            self._closed = True
+            try:
+                if self._dirty:
+                    self.persist()
+            finally:
+                self.store.close()
+                self._closed = True
 
     def __enter__(self) -> FaissBackend:
         return self

@@ -10,7 +10,8 @@ atomically replaces the manifest. A crash at any point before that leaves the pr
 the previous, untouched files: the old index stays loadable. Files of other generations are removed
 after the manifest is replaced (or on the next save, if a crash left them behind). Saves take an
 advisory lock and number the new generation past the one on disk, so concurrent writers never mix
-files (the last save wins: there is one writer per directory by design).
+files. Under that lock a save checks that the generation on disk is still the one the instance loaded,
+so a second writer gets a `ConcurrentWriteError` instead of silently dropping the first one's save.
 """
 
 from __future__ import annotations
@@ -41,6 +42,19 @@ _GENERATION_FILE = re.compile(r"^(index\.\d+\.faiss|payload\.\d+\.sqlite)(\.tmp)
 
 class IndexCorruptedError(RuntimeError):
     """The index directory is damaged or inconsistent (missing files, counts or ids disagree)."""
+
+
+class ConcurrentWriteError(RuntimeError):
+    """Another instance saved the index after this one loaded it; saving now would drop that save."""
+
+
+def manifest_stamp(directory: Path) -> tuple[int, int, int] | None:
+    """(mtime_ns, inode, size) of the manifest, None if absent: a cheap "has a save happened?" check."""
+    try:
+        st = os.stat(directory / MANIFEST)
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_ino, st.st_size
 
 
 def index_name(generation: int) -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
-from ret2_plugin.index import IndexMismatchError, IndexRecord, as_float32
+from ret2_plugin.index import IndexMismatchError, IndexRecord, check_meta, prepare_embedding
 
 from .files import IndexCorruptedError
 from .keys import MAX_TOKENS, faiss_ids
@@ -19,58 +18,31 @@ from .store import PayloadStore
 Row = tuple[str | None, str | None, str, str | None, np.ndarray]
 
 
-def _shape_problem(vectors: np.ndarray, dim: int, multi_vector: bool) -> str | None:
-    want = 2 if multi_vector else 1
-    if vectors.ndim != want or vectors.shape[-1] != dim:
-        return f"shape {tuple(vectors.shape)} does not fit index (dim={dim}, multi_vector={multi_vector})"
-    if not np.isfinite(vectors).all():
-        return "has NaN or inf values"
-    return None
-
-
 def prepare_record(record: IndexRecord, dim: int, multi_vector: bool, similarity: str) -> Row | str:
-    """The row to store for `record`, or the reason it is refused (reported in the WriteReport)."""
+    """The row to store for `record`, or the reason it is refused (reported in the WriteReport).
+
+    Embedding and meta rules are the shared ones (`ret2_plugin.index`); on top, FAISS keys limit a
+    multi-vector document to MAX_TOKENS token vectors."""
     if not isinstance(record.id, str) or not record.id:
         return f"id must be a non-empty string, got {record.id!r}"
     try:
-        vectors = as_float32(record.embedding)
-    except (TypeError, ValueError) as exc:
-        return f"embedding is not a numeric array: {exc}"
-    problem = _shape_problem(vectors, dim, multi_vector)
-    if problem:
-        return f"embedding {problem}"
+        vectors = prepare_embedding(record.embedding, dim=dim, multi_vector=multi_vector, similarity=similarity)
+        meta_json = check_meta(record.meta)
+    except ValueError as exc:
+        return str(exc)
     vectors = vectors.reshape(-1, dim)
-    if not 1 <= vectors.shape[0] <= MAX_TOKENS:
+    if vectors.shape[0] > MAX_TOKENS:
         return f"multi-vector embedding needs 1..{MAX_TOKENS} token vectors, got {vectors.shape[0]}"
-    if similarity == "cosine":
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        if (norms == 0).any():
-            return "embedding has a zero vector, which cannot be L2-normalised for cosine similarity"
-        vectors = vectors / norms
     for field in ("text", "image", "content_hash"):
         value = getattr(record, field)
         if value is not None and not isinstance(value, str):
             return f"{field} must be a string or None, got {type(value).__name__}"
-    meta = {} if record.meta is None else record.meta
-    if not isinstance(meta, dict):
-        return f"meta must be a dict, got {type(meta).__name__}"
-    try:
-        meta_json = json.dumps(meta, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        return f"meta is not JSON-serialisable: {exc}"
-    return record.text, record.image, meta_json, record.content_hash, np.ascontiguousarray(vectors, np.float32)
+    return record.text, record.image, meta_json, record.content_hash, vectors
 
 
 def prepare_query(query: np.ndarray, dim: int, multi_vector: bool, similarity: str) -> np.ndarray:
     """The query as contiguous float32 (normalised under cosine); ValueError if it does not fit."""
-    q = as_float32(query)
-    problem = _shape_problem(q, dim, multi_vector)
-    if problem:
-        raise ValueError(f"query {problem}")
-    if similarity == "cosine":
-        norms = np.linalg.norm(q, axis=-1, keepdims=True)
-        q = np.ascontiguousarray(q / np.where(norms == 0, 1, norms), dtype=np.float32)
-    return q
+    return prepare_embedding(query, dim=dim, multi_vector=multi_vector, similarity=similarity, what="query")
 
 
 def check_consistency(directory: Path, manifest: dict[str, Any], index: faiss.Index, store: PayloadStore) -> None:

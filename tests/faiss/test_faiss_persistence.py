@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ret2_plugin.index import IndexMismatchError, IndexRecord
-from ret2_plugin.integrations.faiss import FaissBackend, IndexCorruptedError, files, gpu
+from ret2_plugin.integrations.faiss import ConcurrentWriteError, FaissBackend, IndexCorruptedError, files, gpu
 from tests.faiss.helpers import records, unit
 
 pytestmark = pytest.mark.unit
@@ -211,3 +211,59 @@ def test_unknown_option_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(TypeError, match="unknown options"):
         FaissBackend.open(str(tmp_path / "ix"), dim=4, ef_serch=10)
     assert not (tmp_path / "ix").exists()
+
+
+def test_second_writer_gets_a_conflict_instead_of_dropping_the_first_save(tmp_path):
+    loc = str(tmp_path / "ix")
+    data = unit(2, 8, seed=30)
+    FaissBackend.open(loc, dim=8).close()
+    a, b = FaissBackend.open(loc), FaissBackend.open(loc)
+    a.add([IndexRecord("x", data[0])])
+    b.add([IndexRecord("y", data[1])])
+    a.persist()
+    with pytest.raises(ConcurrentWriteError, match="another writer"):
+        b.persist()
+    assert [r.id for r in FaissBackend.open(loc).get(["x", "y"])] == ["x"]  # x survived
+    with pytest.raises(ConcurrentWriteError):
+        b.close()  # close persists pending writes: same refusal, nothing overwritten
+    b.close()  # closed all the same: closing again is a no-op
+    redo = FaissBackend.open(loc)
+    redo.add([IndexRecord("y", data[1])])
+    redo.close()
+    assert [r.id for r in FaissBackend.open(loc).get(["x", "y"])] == ["x", "y"]
+
+
+def test_reader_opened_before_a_write_sees_it(tmp_path):
+    loc = str(tmp_path / "ix")
+    data = unit(3, 8, seed=31)
+    writer = FaissBackend.open(loc, dim=8)
+    writer.add([IndexRecord("x", data[0], meta={"k": 1})])
+    writer.persist()
+    reader = FaissBackend.open(loc)
+    assert reader.count() == 1
+    writer.add([IndexRecord("y", data[1], meta={"k": 2})])
+    writer.persist()
+    assert reader.count() == 2 and reader.count({"k": 2}) == 1
+    assert _ids(reader, data[1], 1) == ["y"]
+    writer.delete(["x"])
+    writer.persist()
+    assert [r.id for r in reader.get(["x", "y"])] == ["y"]
+    reader.persist()  # nothing of its own to save: must not write its stale copy over the writer's save
+    writer.add([IndexRecord("z", data[2])])
+    writer.close()  # still the latest generation: no conflict
+    assert sorted(r.id for r in FaissBackend.open(loc).get(["x", "y", "z"])) == ["y", "z"]
+    reader.add([IndexRecord("w", unit(1, 8, seed=32)[0])])  # a first write catches up first: no conflict
+    reader.close()
+    assert sorted(r.id for r in FaissBackend.open(loc).get(["x", "y", "z", "w"])) == ["w", "y", "z"]
+
+
+def test_writer_with_nothing_unsaved_builds_on_the_latest_save(tmp_path):
+    loc = str(tmp_path / "ix")
+    data = unit(2, 8, seed=33)
+    FaissBackend.open(loc, dim=8).close()
+    a, b = FaissBackend.open(loc), FaissBackend.open(loc)
+    a.add([IndexRecord("x", data[0])])
+    a.persist()
+    b.add([IndexRecord("y", data[1])])  # b had nothing unsaved: it reloads x before writing y
+    b.persist()
+    assert [r.id for r in FaissBackend.open(loc).get(["x", "y"])] == ["x", "y"]

@@ -157,6 +157,12 @@ def test_bad_query_is_refused(tmp_path):
     backend = FaissBackend.open(str(tmp_path / "ix"), dim=8)
     with pytest.raises(ValueError, match="query shape"):
         backend.search(np.ones(9, np.float32))
+    backend.add(records(unit(5, 8)))
+    for top_k in (0, -1):
+        with pytest.raises(ValueError, match="top_k must be an integer >= 1"):
+            backend.search(unit(1, 8)[0], top_k=top_k)
+    with pytest.raises(ValueError, match="zero vector"):
+        backend.search(np.zeros(8, np.float32))
 
 
 def test_selective_filter_on_hnsw_keeps_recall(tmp_path):

@@ -42,6 +42,9 @@ def test_delete_by_ids_and_filter_and_count(tmp_path):
     assert backend.delete() == 0
     with pytest.raises(TypeError, match="sequence of ids"):
         backend.delete("d5")
+    with pytest.raises(TypeError, match="sequence of ids"):
+        backend.get("d5")
+    assert backend.count() == 15  # the refused calls deleted nothing (not "d" and "5")
     with pytest.raises(FilterError):
         backend.count({"field": "meta.i", "operator": "~", "value": 1})
 
