@@ -44,11 +44,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from ret2_plugin.model_store import resolve_model
 
-    config = TrainConfig.load(args.config, _train_overrides(args))
-    config.model = resolve_model(config.model)
-    summary = Trainer(config).train()
     from . import distributed as du
 
+    config = TrainConfig.load(args.config, _train_overrides(args))
+    config.model = resolve_model(config.model)
+    try:
+        return _train_and_report(Trainer(config), args)
+    finally:
+        du.destroy_process_group()
+
+
+def _train_and_report(trainer: Any, args: argparse.Namespace) -> int:
+    from . import distributed as du
+
+    summary = trainer.train()
     if not du.is_main_process():
         return 0
     if args.json:

@@ -61,6 +61,12 @@ def init_from_env(backend: str | None = None, timeout_minutes: int = 60) -> bool
     return True
 
 
+def destroy_process_group() -> None:
+    """Leave the process group, if any (frees the NCCL / gloo resources before the process exits)."""
+    if is_distributed():
+        dist.destroy_process_group()
+
+
 def _gathered_sizes(n: int, device: torch.device) -> list[int]:
     sizes = torch.tensor([n], dtype=torch.long, device=device)
     out = [torch.zeros_like(sizes) for _ in range(world_size())]

@@ -85,13 +85,31 @@ def encode_items(model: Any, processor: Any, items: Sequence[Item], *, side: str
     return Encoded(torch.cat(chunks), indices, errors)
 
 
-def exact_search(queries: torch.Tensor, documents: torch.Tensor, top_k: int, chunk: int = 256) -> torch.Tensor:
-    """Indices `[Nq, min(top_k, Nd)]` of the best documents per query (dot product or MaxSim)."""
+def exact_search(queries: torch.Tensor, documents: torch.Tensor, top_k: int, chunk: int = 256,
+                 max_elements: int = 1 << 26) -> torch.Tensor:
+    """Indices `[Nq, min(top_k, Nd)]` of the best documents per query (dot product or MaxSim).
+
+    Queries go `chunk` at a time and documents in slices sized so that one score block (MaxSim:
+    `[queries, documents, K, K']`) holds at most `max_elements` values (256 MB in float32; unsliced,
+    256 queries x 10k documents x 32 x 32 tokens is ~10 GB); each slice's top k is merged in."""
     k = min(top_k, documents.shape[0])
+    per_pair = queries.shape[1] * documents.shape[1] if queries.dim() == 3 and documents.dim() == 3 else 1
+    q_chunk = max(1, min(chunk, max_elements // per_pair))
+    d_chunk = max(k, max_elements // (q_chunk * per_pair))
     out = []
-    for start in range(0, queries.shape[0], chunk):
-        scores = similarity(queries[start : start + chunk], documents)
-        out.append(scores.topk(k, dim=1).indices)
+    for start in range(0, queries.shape[0], q_chunk):
+        q = queries[start : start + q_chunk]
+        best_scores = best_idx = None
+        for d in range(0, documents.shape[0], d_chunk):
+            scores = similarity(q, documents[d : d + d_chunk])
+            top = scores.topk(min(k, scores.shape[1]), dim=1)
+            idx = top.indices + d
+            if best_scores is not None:
+                merged = torch.cat([best_scores, top.values], dim=1).topk(k, dim=1)
+                idx = torch.cat([best_idx, idx], dim=1).gather(1, merged.indices)
+                top = merged
+            best_scores, best_idx = top.values, idx
+        out.append(best_idx)
     return torch.cat(out)
 
 

@@ -33,6 +33,8 @@ from .losses import ContrastiveLoss, LossOutput
 from .optim import build_optimizer, param_groups, set_backbone_mode, warmup_cosine
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# settings a resume must share with the checkpoint (they fix the data order and the lr schedule)
+RESUME_KEYS = ("batch_size", "grad_accum_steps", "num_epochs", "max_steps", "world_size")
 
 
 class TrainModule(nn.Module):
@@ -282,12 +284,14 @@ class Trainer:
                 "best": self.best, "total_steps": self.total_steps, "config": self.config.model_dump(mode="json")}
 
     def _save(self) -> None:
+        rng_states = ckpt.all_rng_states(self.device)  # a collective: every rank hands rank 0 its own
         if du.is_main_process():
             optim_state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                            "scaler": self.scaler.state_dict()}
             extra = {f"loss.{k}": v for k, v in self.loss_fn.state_dict().items()}
             path = ckpt.save_checkpoint(self.out / "checkpoints", self.step, model=self.model, processor=self.processor,
-                                        extra_tensors=extra, optim_state=optim_state, state=self._trainer_state())
+                                        extra_tensors=extra, optim_state=optim_state, state=self._trainer_state(),
+                                        rng_states=rng_states)
             protect = {self.out / "checkpoints" / f"step-{self.best['step']:08d}"} if self.best else set()
             ckpt.prune_checkpoints(self.out / "checkpoints", self.config.keep_last, protect | {path})
         du.barrier()
@@ -299,8 +303,7 @@ class Trainer:
         if path is None:
             return  # "auto" with nothing saved yet: a fresh start
         state, tensors, optim_state = ckpt.load_checkpoint(path)
-        if state.get("world_size", self.world) != self.world:
-            raise ValueError(f"{path} was written by {state['world_size']} rank(s); resuming needs the same world size")
+        self._check_resumable(path, state)
         self.model.load_weights(ReT2Model.from_pretrained(path / "model").own_state_dict())
         self.model.to(self.device)
         self.loss_fn.load_state_dict({k[len("loss."):]: v for k, v in tensors.items() if k.startswith("loss.")})
@@ -309,8 +312,17 @@ class Trainer:
         self.scaler.load_state_dict(optim_state["scaler"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.best = state.get("best")
-        ckpt.set_rng_state({k: v for k, v in tensors.items() if k.startswith("rng.")})
+        ckpt.set_rng_state(ckpt.rng_for_rank(tensors, self.rank))
         self.metrics.truncate_after(self.step)
+
+    def _check_resumable(self, path: Path, state: dict[str, Any]) -> None:
+        """Refuse a resume whose settings would change the data order or the schedule."""
+        saved = {**state.get("config", {}), "world_size": state.get("world_size", self.world)}
+        now = {**self.config.model_dump(mode="json"), "world_size": self.world}
+        changed = [f"{k} was {saved[k]!r}, now {now[k]!r}" for k in RESUME_KEYS if k in saved and saved[k] != now[k]]
+        if changed:
+            raise ValueError(f"cannot resume from {path}: {'; '.join(changed)} (resuming needs the same settings; "
+                             "start a new output_dir to train with other ones)")
 
     def _export_final(self) -> Path:
         """`output_dir/model`: the best evaluated checkpoint (when selected) or the last weights."""
@@ -324,9 +336,7 @@ class Trainer:
                 else:
                     self.model.save_pretrained(tmp)
                     self.processor.save_pretrained(tmp)
-                if target.exists():
-                    shutil.rmtree(target)
-                tmp.rename(target)
+                ckpt.replace_dir(tmp, target)  # the old model stays until the new one is in place
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         du.barrier()
@@ -349,6 +359,12 @@ class Trainer:
 
 
 def train(config: TrainConfig) -> Path:
-    """Run a whole training and return the directory of the final model (encoder format)."""
-    summary = Trainer(config).train()
+    """Run a whole training and return the directory of the final model (encoder format); a process
+    group that the trainer joined here is destroyed at the end."""
+    created = not du.is_distributed()
+    try:
+        summary = Trainer(config).train()
+    finally:
+        if created:
+            du.destroy_process_group()
     return Path(summary["model_dir"])

@@ -1,7 +1,7 @@
 """Which parameters train, in which group, at which learning rate; AdamW and warmup + cosine.
 
 Backbones are frozen, partially unfrozen (the last N transformer blocks plus the final norms) or
-fully trained; they get `lr * backbone_lr_scale`. The fusion modules (adapters, recurrent cell,
+fully trained; they get `lr * backbone_lr_scale` (0 freezes them). The fusion modules (adapters, recurrent cell,
 heads) and a learnable temperature get `lr`. Biases and norm weights (1-D tensors) get no weight decay.
 """
 
@@ -67,7 +67,9 @@ def param_groups(model: nn.Module, extra: Iterable[nn.Parameter], *, lr: float, 
     out = []
     for (kind, decay), params in sorted(groups.items()):
         scale = backbone_lr_scale if kind == "backbone" else 1.0
-        if scale == 0:
+        if scale == 0:  # freeze them: no gradient computed or all-reduced for parameters never stepped
+            for p in params:
+                p.requires_grad_(False)
             continue
         out.append({"params": params, "lr": lr * scale, "weight_decay": weight_decay if decay else 0.0, "name": f"{kind}{'' if decay else '_no_decay'}"})
     extra = [p for p in extra if p.requires_grad]

@@ -52,3 +52,19 @@ def test_convert_data_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     report = json.loads(capsys.readouterr().out)
     assert report["written"] == 1 and report["errors"][0]["reason"] == "neither text nor image"
     assert main(["convert-data", "mbeir-corpus", str(src), str(tmp_path / "out.jsonl"), "--strict"]) == 1
+
+
+def test_train_command_destroys_the_process_group(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)  # as torchrun would
+    try:
+        code = main(["train", "--model", str(tiny_model_dir), "--queries", str(synthetic_data["queries"]), "--corpus",
+                     str(synthetic_data["corpus"]), "--output-dir", str(tmp_path / "run"), "--batch-size", "4",
+                     "--max-steps", "1", "--workers", "0", "--set", "plot=false", "--json"])
+        assert code == 0 and json.loads(capsys.readouterr().out)["finished"]
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -107,6 +107,48 @@ def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
     assert ref["loss.log_scale"].abs().item() > 0
 
 
+class _Saveable:
+    def save_pretrained(self, path: str) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def _rng_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    import torch.distributed as dist
+    from safetensors.torch import save_file
+
+    from ret2_plugin.trainers import checkpoint as ckpt
+
+    torch.set_num_threads(1)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(10 + rank)
+        torch.rand(rank + 1)  # ranks have drawn differently by the time they save
+        states = ckpt.all_rng_states()
+        expected = torch.rand(4)
+        if rank == 0:
+            ckpt.save_checkpoint(Path(out_dir) / "ckpt", 1, model=_Saveable(), processor=_Saveable(), extra_tensors={},
+                                 optim_state={}, state={}, rng_states=states)
+        dist.barrier()
+        torch.manual_seed(999)
+        _, tensors, _ = ckpt.load_checkpoint(Path(out_dir) / "ckpt" / "step-00000001")
+        ckpt.set_rng_state(ckpt.rng_for_rank(tensors, rank))
+        save_file({"expected": expected, "restored": torch.rand(4)}, str(Path(out_dir) / f"rng{rank}.safetensors"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_each_rank_resumes_its_own_rng_state(tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+    from safetensors.torch import load_file
+
+    mp.spawn(_rng_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    draws = [load_file(str(tmp_path / f"rng{r}.safetensors")) for r in range(2)]
+    for r, d in enumerate(draws):
+        assert torch.equal(d["restored"], d["expected"]), f"rank {r}"
+    assert not torch.equal(draws[0]["expected"], draws[1]["expected"])
+
+
 def _trainer_worker(rank: int, world: int, port: int, cfg_json: str) -> None:
     from ret2_plugin.trainers.config import TrainConfig
     from ret2_plugin.trainers.loop import Trainer

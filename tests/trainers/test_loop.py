@@ -164,3 +164,71 @@ def test_fp16_uses_the_grad_scaler(tiny_model_dir: Path, synthetic_data: dict[st
     assert summary["finished"] and trainer.scaler.get_scale() > 0
     state = json.loads((tmp_path / "checkpoints" / "step-00000002" / "trainer_state.json").read_text())
     assert state["step"] == 2
+
+
+def test_resume_refuses_changed_settings(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
+    Trainer(_config(tiny_model_dir, synthetic_data, tmp_path)).train(stop_at_step=1)
+    for change, message in ((dict(batch_size=8), "batch_size was 4, now 8"), (dict(grad_accum_steps=2), "grad_accum_steps"),
+                            (dict(max_steps=6), "max_steps was 4, now 6"), (dict(num_epochs=2.0), "num_epochs")):
+        with pytest.raises(ValueError, match=message):
+            Trainer(_config(tiny_model_dir, synthetic_data, tmp_path, resume="auto", **change))
+    assert Trainer(_config(tiny_model_dir, synthetic_data, tmp_path, resume="auto")).step == 1  # same settings: fine
+
+
+def test_final_export_keeps_the_old_model_until_the_new_one_is_in(tiny_model_dir: Path, synthetic_data: dict[str, Path],
+                                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    trainer = Trainer(_config(tiny_model_dir, synthetic_data, tmp_path))
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "previous.txt").write_text("an earlier run's model")
+    real_replace, real_rename = os.replace, os.rename
+
+    def crash(real):  # type: ignore[no-untyped-def]
+        def move(src, dst):  # type: ignore[no-untyped-def]
+            if Path(src).name.startswith(".model-") and Path(dst) == target:
+                raise OSError("killed mid-export")
+            return real(src, dst)
+        return move
+
+    monkeypatch.setattr(os, "replace", crash(real_replace))
+    monkeypatch.setattr(os, "rename", crash(real_rename))
+    with pytest.raises(OSError, match="mid-export"):
+        trainer._export_final()
+    assert (target / "previous.txt").is_file()
+    monkeypatch.setattr(os, "replace", real_replace)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert trainer._export_final() == target
+    assert (target / "model.safetensors").is_file() and not (target / "previous.txt").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_zero_backbone_lr_freezes_the_backbone(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
+    trainer = Trainer(_config(tiny_model_dir, synthetic_data, tmp_path, text_backbone="full", backbone_lr_scale=0.0, max_steps=1))
+    backbone = [p for t in (trainer.model.text_backbone, trainer.model.vision_backbone) for p in t.parameters()]
+    assert not any(p.requires_grad for p in backbone)  # no gradient computed (nor all-reduced) for never-stepped weights
+    assert {g["name"] for g in trainer.optimizer.param_groups} >= {"fusion"}
+    assert not any(g["name"].startswith("backbone") for g in trainer.optimizer.param_groups)
+    trainer.train()
+    assert all(p.grad is None for p in backbone)
+
+
+def test_train_destroys_the_process_group_it_created(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.distributed as dist
+
+    from ret2_plugin.trainers import distributed as du
+    from ret2_plugin.trainers.loop import train
+
+    def join(backend=None, timeout_minutes=60):  # type: ignore[no-untyped-def]  # a one-rank "torchrun" group
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+        return True
+
+    monkeypatch.setattr(du, "init_from_env", join)
+    try:
+        assert (train(_config(tiny_model_dir, synthetic_data, tmp_path / "run", max_steps=1)) / "model.safetensors").is_file()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

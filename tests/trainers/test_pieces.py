@@ -39,6 +39,85 @@ def test_exact_search_single_and_multi_vector() -> None:
     assert exact_search(qm, dm, 1).tolist() == [[0], [0]]  # MaxSim: doc 0 matches both query tokens
 
 
+@pytest.mark.parametrize("multi", [False, True])
+def test_exact_search_slices_documents_and_matches_the_unsliced_search(multi: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ret2_plugin.trainers import evaluation
+    from ret2_plugin.trainers.losses import similarity
+
+    gen = torch.Generator().manual_seed(0)
+    shape_q, shape_d = ((7, 4, 8), (23, 5, 8)) if multi else ((7, 8), (23, 8))
+    q = torch.nn.functional.normalize(torch.randn(*shape_q, generator=gen), dim=-1)
+    d = torch.nn.functional.normalize(torch.randn(*shape_d, generator=gen), dim=-1)
+    expected = similarity(q, d).topk(5, dim=1).indices
+    per_pair = 4 * 5 if multi else 1
+    blocks: list[tuple[int, int]] = []
+
+    def recording(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        blocks.append((a.shape[0], b.shape[0]))
+        return similarity(a, b)
+
+    monkeypatch.setattr(evaluation, "similarity", recording)
+    got = exact_search(q, d, 5, chunk=2, max_elements=30 * per_pair)
+    assert torch.equal(got, expected)
+    assert max(nq * nd * per_pair for nq, nd in blocks) <= 30 * per_pair  # no block above the budget
+    assert len({nd for _, nd in blocks}) > 1 and sum(nd for nq, nd in blocks[:2]) == 23  # documents were sliced
+
+
+def test_rng_state_of_each_rank_is_restored_to_that_rank(tmp_path: Path) -> None:
+    states = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        states.append(ckpt.rng_state())
+    ckpt.save_checkpoint(tmp_path, 1, model=_Saveable(), processor=_Saveable(), extra_tensors={}, optim_state={},
+                         state={}, rng_states=states)
+    _, tensors, _ = ckpt.load_checkpoint(tmp_path / "step-00000001")
+    for rank, seed in ((0, 1), (1, 2)):
+        torch.manual_seed(99)
+        ckpt.set_rng_state(ckpt.rng_for_rank(tensors, rank))
+        restored = torch.rand(3)
+        torch.manual_seed(seed)
+        assert torch.equal(restored, torch.rand(3)), rank
+    with pytest.raises(ValueError, match="rank 2"):
+        ckpt.rng_for_rank(tensors, 2)
+    legacy = {"rng.cpu": states[0]["rng.cpu"], "loss.x": torch.ones(1)}  # written before per-rank states
+    assert ckpt.rng_for_rank(legacy, 1).keys() == {"rng.cpu"}
+
+
+def test_checkpoint_files_are_fsynced_before_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[Path] = []
+    real = ckpt.fsync_file
+    monkeypatch.setattr(ckpt, "fsync_file", lambda p: (synced.append(Path(p)), real(p)))
+    final = ckpt.save_checkpoint(tmp_path, 1, model=_Saveable(), processor=_Saveable(), extra_tensors={},
+                                 optim_state={}, state={})
+    files = {p.relative_to(final) for p in final.rglob("*") if p.is_file()}
+    assert files and {Path(*p.relative_to(tmp_path).parts[1:]) for p in synced} == files
+    assert all(p.relative_to(tmp_path).parts[0].startswith(".tmp-step-") for p in synced)  # while still hidden
+
+
+def test_replace_dir_keeps_the_old_folder_when_the_new_cannot_move_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    old, new = tmp_path / "model", tmp_path / ".new"
+    old.mkdir()
+    (old / "w.txt").write_text("old")
+    new.mkdir()
+    (new / "w.txt").write_text("new")
+    real = os.replace
+
+    def failing(src, dst):  # type: ignore[no-untyped-def]
+        if Path(src) == new:
+            raise OSError("disk gone")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="disk gone"):
+        ckpt.replace_dir(new, old)
+    assert (old / "w.txt").read_text() == "old"
+    monkeypatch.setattr(os, "replace", real)
+    ckpt.replace_dir(new, old)
+    assert (old / "w.txt").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
 def test_config_yaml_and_overrides(tmp_path: Path) -> None:
     (tmp_path / "c.yaml").write_text("model: m\nqueries: q\ncorpus: c\noutput_dir: o\nlr: 0.001\neval_every: 5\neval_queries: e\n")
     cfg = TrainConfig.load(tmp_path / "c.yaml", parse_overrides(["lr=3e-5", "eval-every=null", "precision=bf16"]))
@@ -68,7 +147,7 @@ def test_checkpoints_keep_last_protect_best_and_ignore_partial(tmp_path: Path) -
     (root / "step-00000009").mkdir()  # a directory without trainer_state.json is not a checkpoint
     assert ckpt.latest_checkpoint(root).name == "step-00000004"
     state, tensors, optim_state = ckpt.load_checkpoint(root / "step-00000004")
-    assert state["step"] == 4 and state["batch_in_epoch"] == 4 and "rng.cpu" in tensors
+    assert state["step"] == 4 and state["batch_in_epoch"] == 4 and "rng.rank0.cpu" in tensors
     assert torch.equal(optim_state["optimizer"]["state"][0]["exp_avg"], torch.ones(2))
     assert not any(p.name.startswith(".tmp") for p in root.iterdir())
 
