@@ -25,6 +25,7 @@ from .maintenance import copy_index, delete_matching
 from .queries import MAX_NUM_CANDIDATES, bm25_body, default_num_candidates, knn_body, raw_similarity, rrf_fuse
 
 log = logging.getLogger(__name__)
+_HAYSTACK_FIELDS = {"id", "content", "embedding", "sparse_embedding", "blob", "score", mp.TOKENS_FIELD}
 _BULK_KEYS = {"chunk_size": "chunk_size", "max_chunk_bytes": "max_chunk_bytes", "bulk_max_retries": "max_retries",
               "initial_backoff": "initial_backoff", "max_backoff": "max_backoff"}
 
@@ -48,6 +49,8 @@ class ElasticsearchBackend:
         self._progress = progress
         self._connection = dict(connection or {})  # kept to open sibling indexes (reindex); never printed
         self._dirty = False
+        self._meta_prefix: str = layout.get("meta_prefix", "meta.")
+        self._text_field: str = layout.get("text_field", "text")
         self._encoder = RecordEncoder(dim=self.dim, multi_vector=self.multi_vector, normalise_vectors=self.similarity == "cosine")
 
     def __repr__(self) -> str:
@@ -138,6 +141,8 @@ class ElasticsearchBackend:
         from elasticsearch.helpers import bulk
 
         self._check_writable()
+        if isinstance(ids, (str, bytes)):
+            raise TypeError(f"delete takes a list of ids, got the string {ids!r}; use delete([{ids!r}])")
         ids = list(ids or ())
         deleted = 0
         if ids:
@@ -148,8 +153,10 @@ class ElasticsearchBackend:
             if real:
                 raise RuntimeError(f"delete failed for {len(real)} ids, first: {real[0]}")
             deleted += len(ids) - missing
-        query = to_es_query(filters)
+            self._dirty = True
+        query = to_es_query(filters, self._meta_prefix)
         if query is not None:
+            self._refresh_if_dirty(force=self._dirty)  # delete_by_query only sees refreshed documents
             deleted += delete_matching(self.client, self.index, query)
         self._dirty = True
         return deleted
@@ -177,7 +184,7 @@ class ElasticsearchBackend:
 
     def count(self, filters: dict[str, Any] | None = None) -> int:
         self._refresh_if_dirty()
-        query = to_es_query(filters)
+        query = to_es_query(filters, self._meta_prefix)
         return int(self.client.count(index=self.index, query=query or {"match_all": {}})["count"])
 
     def get(self, ids: Sequence[str]) -> list[IndexRecord]:
@@ -215,10 +222,12 @@ class ElasticsearchBackend:
         """kNN (approximate for HNSW types, exact for flat) with a pre-filter; `text` adds BM25 and fuses
         the two rankings by RRF (then `score` is the RRF score). Multi-vector: `rerank_candidates`
         (default max(10 * top_k, 100)) pooled-vector neighbours are re-scored by MaxSim."""
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= MAX_NUM_CANDIDATES:
+            raise ValueError(f"top_k must be an int between 1 and {MAX_NUM_CANDIDATES}, got {top_k!r}")
         self._refresh_if_dirty()
         vector = self._encoder.vector_for_query(query)
-        filter_query = to_es_query(filters)
-        window = top_k if text is None else (rank_window or max(2 * top_k, 20))
+        filter_query = to_es_query(filters, self._meta_prefix)
+        window = top_k if text is None else min(MAX_NUM_CANDIDATES, rank_window or max(2 * top_k, 20))
         k = window
         if self.multi_vector:
             k = min(MAX_NUM_CANDIDATES, max(window, rerank_candidates or default_num_candidates(window)))
@@ -231,7 +240,8 @@ class ElasticsearchBackend:
         if text is None:
             response = self.client.search(index=self.index, **body)
             return self._vector_hits(response, as_float32(query), top_k, similarity_threshold)
-        searches = [{"index": self.index}, body, {"index": self.index}, bm25_body(text, size=window, filter_query=filter_query)]
+        bm25 = bm25_body(text, size=window, filter_query=filter_query, field=self._text_field)
+        searches = [{"index": self.index}, body, {"index": self.index}, bm25]
         knn_response, bm25_response = self.client.msearch(searches=searches)["responses"]
         for response in (knn_response, bm25_response):
             if "error" in response:
@@ -244,8 +254,12 @@ class ElasticsearchBackend:
 
     def _hit(self, raw: dict[str, Any], score: float) -> SearchHit:
         source = raw.get("_source", {})
-        text = source.get("text", source.get("content"))  # `content`: indexes written by Haystack
-        return SearchHit(raw["_id"], score, text, source.get("image"), dict(source.get("meta") or {}))
+        text = source.get(self._text_field)
+        if self._meta_prefix:
+            meta = dict(source.get("meta") or {})
+        else:  # Haystack's document store: every field but its own is a meta key
+            meta = {k: v for k, v in source.items() if k not in _HAYSTACK_FIELDS}
+        return SearchHit(raw["_id"], score, text, source.get("image") if self._meta_prefix else None, meta)
 
     def _vector_hits(self, response: Any, query: np.ndarray, top_k: int, threshold: float | None) -> list[SearchHit]:
         raw_hits = response["hits"]["hits"]

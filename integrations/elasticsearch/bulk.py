@@ -8,6 +8,7 @@ Whole-request failures (node down, bad credentials) still raise: they are not pe
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,9 @@ class RecordEncoder:
         problem = self.problem(vector)
         if problem:
             raise ValueError(problem)
+        meta_problem = _json_problem(record.meta)
+        if meta_problem:
+            raise ValueError(f"meta is not JSON-serialisable: {meta_problem}")
         doc: dict[str, Any] = {
             "text": record.text,
             "image": record.image,
@@ -106,6 +110,18 @@ class RecordEncoder:
         return IndexRecord(
             doc_id, embedding, source.get("text"), source.get("image"), dict(source.get("meta") or {}), source.get("content_hash")
         )
+
+
+def _json_problem(meta: Any) -> str | None:
+    """Why the client could not send `meta` as JSON (checked per record, so one bad value fails its own
+    record instead of raising out of a bulk chunk after earlier chunks landed)."""
+    from elasticsearch.serializer import JsonSerializer
+
+    try:
+        json.dumps(meta or {}, allow_nan=False, default=JsonSerializer().default)  # numpy, dates: as the client sends them
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
 
 
 def _reason(error: Any) -> str:

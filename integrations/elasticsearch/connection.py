@@ -95,6 +95,25 @@ def describe(options: dict[str, Any]) -> str:
     return ", ".join(redact_url(str(h)) for h in hosts)
 
 
+def split_basic_auth(value: Any) -> tuple[str, str]:
+    """`basic_auth` as a `(user, password)` pair or a `"user:password"` string (what a Haystack `Secret`
+    resolves to; split on the first ':', passwords may contain ':')."""
+    if isinstance(value, str):
+        user, sep, password = value.partition(":")
+        if not sep or not user or not password:
+            raise ValueError("basic_auth string must look like 'user:password' (value not shown)")
+        return user, password
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, str) for v in value):
+        return value[0], value[1]
+    raise ValueError(f"basic_auth must be a (user, password) pair or a 'user:password' string, got a {type(value).__name__}")
+
+
+def long_running(client: Any) -> Any:
+    """The client for server-side jobs (`_reindex`, `_delete_by_query`) that may outlast the request
+    timeout: no timeout and no retries, so a slow job is never sent a second time while the first runs."""
+    return client.options(request_timeout=None, max_retries=0, retry_on_timeout=False)
+
+
 def connect(**options: Any) -> Any:
     """An `Elasticsearch` client. Missing options come from the environment; `client=` passes one through."""
     if options.get("client") is not None:
@@ -103,12 +122,13 @@ def connect(**options: Any) -> Any:
 
     auth_given = {k: options.pop(k) for k in ("api_key", "basic_auth") if options.get(k) is not None}
     username, password = options.pop("username", None), options.pop("password", None)
+    basic = split_basic_auth(auth_given["basic_auth"]) if "basic_auth" in auth_given else (None, None)
     resolved = backend_options_from_args(
         options.pop("hosts", None),
         cloud_id=options.pop("cloud_id", None),
         api_key=auth_given.get("api_key"),
-        username=username or (auth_given["basic_auth"][0] if "basic_auth" in auth_given else None),
-        password=password or (auth_given["basic_auth"][1] if "basic_auth" in auth_given else None),
+        username=username or basic[0],
+        password=password or basic[1],
         ca_certs=options.pop("ca_certs", None),
         verify_certs=options.pop("verify_certs", None),
         request_timeout=options.pop("request_timeout", None),

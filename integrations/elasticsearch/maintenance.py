@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .connection import long_running
+
 
 def _missing_endpoint(exc: Exception) -> bool:
     """400 "no handler found" (`_delete_by_query`) or 405 (`_reindex` read as an index name)."""
@@ -23,27 +25,44 @@ def _missing_endpoint(exc: Exception) -> bool:
     )
 
 
-def delete_matching(client: Any, index: str, query: dict[str, Any]) -> int:
-    """Delete every document matching `query`; returns how many were deleted."""
+def delete_outcome(index: str, done: Any) -> tuple[int, int]:
+    """(deleted, version conflicts) of a `_delete_by_query` response; raises on shard/bulk failures."""
+    if done.get("failures"):
+        raise RuntimeError(f"delete_by_query on {index!r} had failures: {done['failures'][:3]}")
+    return int(done.get("deleted", 0)), int(done.get("version_conflicts", 0))
+
+
+def delete_matching(client: Any, index: str, query: dict[str, Any], *, attempts: int = 3) -> int:
+    """Delete every document matching `query`; returns how many were deleted. Documents changed while
+    the delete ran (version conflicts) are retried; if some still conflict, raise: never report a
+    partial delete as complete."""
     from elasticsearch.helpers import bulk, scan
 
-    try:
-        done = client.delete_by_query(index=index, query=query, refresh=True, conflicts="proceed")
-    except Exception as exc:  # noqa: BLE001 - only the missing-endpoint case is handled
-        if not _missing_endpoint(exc):
-            raise
+    deleted = conflicts = 0
+    for _ in range(attempts):
+        try:
+            done = long_running(client).delete_by_query(index=index, query=query, refresh=True, conflicts="proceed")
+        except Exception as exc:  # noqa: BLE001 - only the missing-endpoint case is handled
+            if not _missing_endpoint(exc):
+                raise
+            break
+        removed, conflicts = delete_outcome(index, done)
+        deleted += removed
+        if not conflicts:
+            return deleted
     else:
-        if done.get("failures"):
-            raise RuntimeError(f"delete_by_query on {index!r} had failures: {done['failures'][:3]}")
-        return int(done.get("deleted", 0))
+        raise RuntimeError(
+            f"delete_by_query on {index!r}: {conflicts} matching documents were changed by other writers "
+            f"while being deleted ({attempts} attempts, {deleted} deleted); run the delete again"
+        )
     client.indices.refresh(index=index)
     hits = scan(client, index=index, query={"query": query}, _source=False, size=1000)
     actions = ({"_op_type": "delete", "_index": index, "_id": h["_id"]} for h in hits)
-    deleted, errors = bulk(client, actions, raise_on_error=False, refresh=True)
+    removed, errors = bulk(client, actions, raise_on_error=False, refresh=True)
     real = [e for e in errors if e.get("delete", {}).get("status") != 404]
     if real:
         raise RuntimeError(f"deleting from {index!r} failed for {len(real)} documents, first: {real[0]}")
-    return int(deleted)
+    return deleted + int(removed)
 
 
 def copy_index(client: Any, source: str, dest: str, *, chunk_size: int = 500) -> int:
@@ -51,8 +70,8 @@ def copy_index(client: Any, source: str, dest: str, *, chunk_size: int = 500) ->
     from elasticsearch.helpers import bulk, scan
 
     try:
-        done = client.reindex(source={"index": source}, dest={"index": dest}, wait_for_completion=True, refresh=True,
-                              timeout="10m")
+        done = long_running(client).reindex(source={"index": source}, dest={"index": dest}, wait_for_completion=True,
+                                            refresh=True, timeout="10m")
     except Exception as exc:  # noqa: BLE001 - only the missing-endpoint case is handled
         if not _missing_endpoint(exc):
             raise

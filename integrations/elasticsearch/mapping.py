@@ -7,8 +7,15 @@ multi-vector indexes `tokens` (binary, the `[K, D]` float32 token vectors, not i
 Similarity: our vectors are L2-normalised, so ret2's `cosine` is stored as ES `dot_product` on vectors we
 normalise client-side: the same ranking and scores as cosine, the cheapest ES similarity, and ES itself
 rejects a vector that is not unit length, which catches an encoder bug instead of indexing it.
-`max_inner_product` (unnormalised inner product) and `dot_product` (caller guarantees unit vectors) are
-passed through. Multi-vector: this distribution has no `rank_vectors` field (x-pack module absent, and it
+ret2's `dot_product` and `max_inner_product` (unnormalised inner product) are stored as ES
+`max_inner_product`, which, like FAISS and the memory backend, accepts vectors of any length (ES
+`dot_product` would reject them).
+
+Meta: strings are keyword, every number is `double` and date detection is off, so the meta mapping does
+not depend on the first document (a first `"2024-01-01"` or a first integer would otherwise fix a
+`date` / `long` field that rejects or truncates later values).
+
+Multi-vector: this distribution has no `rank_vectors` field (x-pack module absent, and it
 needs an Enterprise licence), so the pooled (mean, normalised) vector drives kNN candidate generation and
 the stored tokens are re-ranked by MaxSim client-side.
 """
@@ -23,7 +30,7 @@ VECTOR_FIELD = "embedding"
 TOKENS_FIELD = "tokens"
 META_VERSION = 1
 INDEX_TYPES = ("hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw", "flat", "int8_flat", "int4_flat", "bbq_flat")
-ES_SIMILARITY = {"cosine": "dot_product", "dot_product": "dot_product", "max_inner_product": "max_inner_product"}
+ES_SIMILARITY = {"cosine": "dot_product", "dot_product": "max_inner_product", "max_inner_product": "max_inner_product"}
 # Quantized HNSW re-scores oversample x k candidates with the raw float vectors. Measured on our node
 # (400 random unit vectors, 64 dims, top 10): int8_hnsw recall 0.875 without, 1.0 with oversample 1.5.
 DEFAULT_OVERSAMPLE = 2.0
@@ -108,8 +115,11 @@ def build_index_body(
                     "info": dict(info or {}),
                 }
             },
+            "date_detection": False,
             "dynamic_templates": [
-                {"meta_strings": {"path_match": "meta.*", "match_mapping_type": "string", "mapping": {"type": "keyword"}}}
+                {"meta_strings": {"path_match": "meta.*", "match_mapping_type": "string", "mapping": {"type": "keyword"}}},
+                {"meta_integers": {"path_match": "meta.*", "match_mapping_type": "long", "mapping": {"type": "double"}}},
+                {"meta_floats": {"path_match": "meta.*", "match_mapping_type": "double", "mapping": {"type": "double"}}},
             ],
             "properties": properties,
         },
@@ -133,6 +143,9 @@ def describe_mapping(name: str, mapping: dict[str, Any]) -> dict[str, Any]:
         "info": dict(ours.get("info", {})),
         "index_options": dict(vector.get("index_options", {})),
         "managed": bool(ours),
+        # Haystack's ElasticsearchDocumentStore: text in `content`, meta keys at the top level
+        "text_field": "text" if ours or "text" in properties else "content",
+        "meta_prefix": "meta." if ours or "meta" in properties else "",
     }
 
 

@@ -53,9 +53,9 @@ def knn_body(
     return {"knn": knn, "size": k, "_source": {"excludes": excludes}}
 
 
-def bm25_body(text: str, *, size: int, filter_query: dict[str, Any] | None) -> dict[str, Any]:
-    """BM25 `match` on the `text` field under the same filter as the kNN side."""
-    query: dict[str, Any] = {"bool": {"must": [{"match": {"text": text}}]}}
+def bm25_body(text: str, *, size: int, filter_query: dict[str, Any] | None, field: str = "text") -> dict[str, Any]:
+    """BM25 `match` on the text field (`content` in Haystack's indexes) under the same filter as the kNN side."""
+    query: dict[str, Any] = {"bool": {"must": [{"match": {field: text}}]}}
     if filter_query is not None:
         query["bool"]["filter"] = [filter_query]
     return {"query": query, "size": size, "_source": {"excludes": [VECTOR_FIELD, TOKENS_FIELD]}}

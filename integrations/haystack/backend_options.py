@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from haystack.utils import Secret
 
@@ -24,7 +25,21 @@ def check_options(options: dict[str, Any] | None) -> dict[str, Any]:
                 f"backend option {key!r} looks like a credential: pass it as haystack.utils.Secret "
                 f"(e.g. Secret.from_env_var(...)) so it is never serialised in clear"
             )
+    hosts = options.get("hosts")
+    for url in [hosts] if isinstance(hosts, str) else hosts if isinstance(hosts, (list, tuple)) else []:
+        if isinstance(url, str) and _url_password(url) is not None:
+            raise ValueError(
+                "backend option 'hosts' has a URL with a password in it: give the host without credentials "
+                "and the password as haystack.utils.Secret (e.g. password=Secret.from_env_var(...))"
+            )
     return options
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urlsplit(url if "://" in url else f"//{url}").password
+    except ValueError:  # unparsable URL (e.g. bad port): the backend reports it when connecting
+        return None
 
 
 def serialize_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from haystack.document_stores.types import FilterPolicy
 from haystack.document_stores.types.filter_policy import apply_filter_policy
 
 from ret2_plugin import plugins
+from ret2_plugin.filters import normalize_filters
 from ret2_plugin.index import SearchHit
 from ret2_plugin.integrations.haystack.backend_options import (
     check_options,
@@ -75,7 +76,8 @@ class ReT2Retriever:
         self.backend = backend
         self.location = location
         self.backend_options = check_options(backend_options)
-        self.filters = filters or {}
+        self.filters = filters or {}  # serialised as given
+        self._filters = normalize_filters(self.filters) or {}  # canonical: MERGE only combines canonical filters
         self.top_k = top_k
         self.filter_policy = FilterPolicy.from_str(filter_policy) if isinstance(filter_policy, str) else filter_policy
         self.score_threshold = score_threshold
@@ -124,10 +126,13 @@ class ReT2Retriever:
         :param filters: Runtime filters, combined with the init filters by `filter_policy`.
         :param top_k: Overrides the init `top_k`.
         """
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        runtime = normalize_filters(filters)  # the shorthand {"source": "x"} becomes canonical before merging
         self.warm_up()
         query = np.asarray(query_embedding, dtype=np.float32)
-        combined = apply_filter_policy(self.filter_policy, self.filters, filters) or None
-        hits = self._index.search(query, top_k=top_k or self.top_k, filters=combined)
+        combined = apply_filter_policy(self.filter_policy, self._filters, runtime) or None
+        hits = self._index.search(query, top_k=self.top_k if top_k is None else top_k, filters=combined)
         if self.score_threshold is not None:
             hits = [hit for hit in hits if hit.score >= self.score_threshold]
         return {"documents": [hit_to_document(hit) for hit in hits]}

@@ -79,6 +79,12 @@ class ReT2DocumentWriter:
             )
         return self._index
 
+    def close(self) -> None:
+        """Release the backend (it reopens on the next `run`)."""
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
     def to_dict(self) -> dict[str, Any]:
         return default_to_dict(
             self,

@@ -15,6 +15,9 @@ def test_basic_auth(es_node, index_name):
     backend = ElasticsearchBackend.open(index_name, dim=8, hosts=es_node.url, basic_auth=es_node.basic_auth)
     assert backend.count() == 0
     assert es_node.password not in repr(backend)
+    # "user:password", what a Haystack Secret resolves to
+    as_string = ElasticsearchBackend.open(index_name, hosts=es_node.url, basic_auth=":".join(es_node.basic_auth))
+    assert as_string.count() == 0
 
 
 def _create_api_key(es_client, index_name):

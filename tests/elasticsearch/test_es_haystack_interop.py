@@ -32,6 +32,15 @@ def test_haystack_document_store_index_is_searchable(es_node, es_options, index_
     hits = backend.search(vectors[5], top_k=3)
     assert [h.id for h in hits] == [f"h{i}" for i in expected]
     assert hits[0].text == "note 5"
+    assert hits[0].meta == {"page": 5}  # Haystack keeps meta at the top level of the document
+    # filters and BM25 address Haystack's layout (meta keys at the top level, text in `content`)
+    assert backend.count({"page": 7}) == 1
+    late = backend.search(vectors[5], top_k=3, filters={"field": "meta.page", "operator": ">=", "value": 9})
+    assert [h.id for h in late] == [f"h{i}" for i in np.argsort(-(vectors[9:] @ vectors[5]))[:3] + 9]
+    in_0_11 = {"field": "meta.page", "operator": "in", "value": [0, 11]}
+    hybrid = backend.search(vectors[0], top_k=2, text="note 11", filters=in_0_11)
+    assert {h.id for h in hybrid} == {"h0", "h11"}
+    assert backend.search(vectors[0], top_k=2, text="11")[0].id == "h11"  # BM25 on `content` finds it
     with pytest.raises(IndexMismatchError, match="not created by ret2"):
         backend.add([IndexRecord("x", vectors[0])])
     assert store.count_documents() == 12

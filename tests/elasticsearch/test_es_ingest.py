@@ -94,6 +94,28 @@ def test_delete_by_id_and_filter(es_options, index_name):
     assert {r.id for r in backend.get([f"d{i}" for i in range(30)])} == {"d4", "d6", "d10", "d12", "d16", "d18", "d22", "d24", "d28"}
 
 
+def test_delete_refuses_a_bare_string_and_sees_unrefreshed_writes(es_options, index_name):
+    backend = ElasticsearchBackend.open(index_name, dim=16, refresh=False, **es_options)
+    backend.add(_records(unit_vectors(6, 16)))
+    with pytest.raises(TypeError, match="list of ids"):
+        backend.delete("d1")
+    # written but never refreshed: the delete by filter must still find them
+    assert backend.delete(filters={"tag": "t0"}) == 3
+    backend.persist()
+    assert sorted(r.id for r in backend.get([f"d{i}" for i in range(6)])) == ["d1", "d3", "d5"]
+
+
+def test_meta_that_is_not_json_is_reported_per_record(es_options, index_name):
+    backend = ElasticsearchBackend.open(index_name, dim=16, chunk_size=2, **es_options)
+    vectors = unit_vectors(6, 16)
+    bad = {3: {"tags": {"a", "b"}}, 4: {"score": float("nan")}}
+    report = backend.add(IndexRecord(f"d{i}", v, meta=bad.get(i, {"k": i})) for i, v in enumerate(vectors))
+    assert report.written == 4
+    assert [doc_id for doc_id, _ in report.failed] == ["d3", "d4"]
+    assert all("JSON" in reason for _, reason in report.failed)
+    assert backend.count() == 4
+
+
 def test_reindex_keeps_vectors_and_swaps_alias(es_client, es_options, index_name):
     vectors = unit_vectors(80, 32)
     old = ElasticsearchBackend.open(index_name, dim=32, index_type="hnsw", info={"model": "m1"}, **es_options)

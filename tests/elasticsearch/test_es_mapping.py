@@ -30,11 +30,31 @@ def test_mapping_from_dims_and_options(es_client, es_options, index_name):
     assert "tokens" not in mapping["properties"]
     assert mapping["_meta"]["ret2"]["info"] == {"model": "tiny-ret2"}
     assert backend.info == {"model": "tiny-ret2"}
-    # meta strings become keyword (exact filters), numbers stay numeric
-    backend.add([IndexRecord("a", unit_vectors(1, 48)[0], meta={"source": "stamps", "year": 1990})], refresh=True)
+    # meta strings become keyword (exact filters), numbers double whatever the first value looked like
+    backend.add([IndexRecord("a", unit_vectors(1, 48)[0], meta={"source": "stamps", "year": 1990, "when": "2024-01-01"})],
+                refresh=True)
     meta = es_client.indices.get_mapping(index=index_name)[index_name]["mappings"]["properties"]["meta"]["properties"]
     assert meta["source"]["type"] == "keyword"
-    assert meta["year"]["type"] == "long"
+    assert meta["year"]["type"] == "double"
+    assert meta["when"]["type"] == "keyword"  # no date detection
+    later = IndexRecord("b", unit_vectors(2, 48)[1], meta={"year": 1990.5, "when": "last spring"})
+    report = backend.add([later], refresh=True)
+    assert report.written == 1 and report.failed == []
+    assert backend.count({"field": "meta.year", "operator": "==", "value": 1990.5}) == 1
+    assert backend.count({"field": "meta.year", "operator": ">", "value": 1990}) == 1
+
+
+def test_dot_product_accepts_vectors_of_any_length(es_options, index_name):
+    """Like FAISS and the memory backend: no unit-length requirement, scores are the plain inner product."""
+    vectors = unit_vectors(20, 16, seed=8) * np.linspace(0.5, 3.0, 20, dtype=np.float32)[:, None]
+    backend = ElasticsearchBackend.open(index_name, dim=16, similarity="dot_product", index_type="flat", **es_options)
+    report = backend.add([IndexRecord(f"d{i}", v) for i, v in enumerate(vectors)])
+    assert report.written == 20 and report.failed == []
+    query = vectors[2] * 2
+    scores = vectors @ query
+    hits = backend.search(query, top_k=5)
+    assert [h.id for h in hits] == [f"d{i}" for i in np.argsort(-scores)[:5]]
+    np.testing.assert_allclose([h.score for h in hits], np.sort(scores)[::-1][:5], rtol=1e-4)
 
 
 @pytest.mark.parametrize("index_type", ["int8_hnsw", "bbq_hnsw", "flat", "int4_hnsw"])

@@ -19,7 +19,7 @@ COLORS = ["red", "green", "blue", "gold"]
 def _meta(i: int) -> dict:
     meta = {"n": i, "color": COLORS[i % 4], "even": i % 2 == 0}
     if i % 5:  # every fifth document has no "shelf": tests != / not in on missing fields
-        meta["shelf"] = f"s{i % 7}"
+        meta["shelf"] = f"s{i % 7}" if i % 5 != 1 else None  # and another fifth a null "shelf"
     return meta
 
 
@@ -75,6 +75,10 @@ FILTERS = [
         {"field": "meta.color", "operator": "==", "value": "red"}, {"field": "meta.even", "operator": "==", "value": True}]},
     {"field": "meta.shelf", "operator": "!=", "value": "s3"},
     {"field": "meta.shelf", "operator": "not in", "value": ["s1", "s2"]},
+    {"field": "meta.shelf", "operator": "==", "value": "s4"},
+    {"field": "meta.shelf", "operator": "in", "value": ["s0", "s5"]},
+    {"field": "meta.shelf", "operator": ">=", "value": "s4"},
+    {"operator": "NOT", "conditions": [{"field": "meta.shelf", "operator": "in", "value": ["s3"]}]},
     {"color": "gold", "even": False},  # shorthand
 ]
 
@@ -87,6 +91,20 @@ def test_filters_match_reference(es_options, index_name, corpus):
         expected, _ = _exact(vectors, metas, queries[0], 10, filters)
         assert [h.id for h in backend.search(queries[0], top_k=10, filters=filters)] == expected, filters
         assert backend.count(filters) == sum(matches(normalize_filters(filters), m) for m in metas), filters
+
+
+def test_none_filters_are_refused_not_answered_differently(es_options, index_name, corpus):
+    """ES cannot tell a missing "shelf" from a null one, where `matches` can: None filters raise."""
+    from ret2_plugin.filters import FilterError
+
+    vectors, metas, queries = corpus
+    backend = ElasticsearchBackend.open(index_name, dim=DIM, index_type="flat", **es_options)
+    _fill(backend, vectors, metas)
+    for op, value in (("==", None), ("!=", None), ("in", [None, "s1"]), ("not in", [None])):
+        with pytest.raises(FilterError, match="None"):
+            backend.count({"field": "meta.shelf", "operator": op, "value": value})
+        with pytest.raises(FilterError, match="None"):
+            backend.search(queries[0], top_k=5, filters={"field": "meta.shelf", "operator": op, "value": value})
 
 
 def test_prefilter_returns_top_k_for_a_rare_value(es_options, index_name, corpus):
@@ -139,6 +157,17 @@ def test_hybrid_rrf(es_client, es_options, index_name):
     filtered = backend.search(query, top_k=8, text="penny black stamp", filters={"group": 0})
     assert filtered and all(h.meta["group"] == 0 for h in filtered)
     assert "d7" not in {h.id for h in filtered} and "d40" in {h.id for h in filtered}
+
+
+def test_top_k_is_validated_and_hybrid_window_capped(es_options, index_name):
+    vectors = unit_vectors(12, 8, seed=6)
+    backend = ElasticsearchBackend.open(index_name, dim=8, index_type="flat", **es_options)
+    backend.add([IndexRecord(f"d{i}", v, text=f"note {i}") for i, v in enumerate(vectors)])
+    for top_k in (0, -1):
+        with pytest.raises(ValueError, match="top_k must be"):
+            backend.search(vectors[0], top_k=top_k, text="note")
+    hits = backend.search(vectors[0], top_k=3, text="note", rank_window=50_000)
+    assert len(hits) == 3 and hits[0].id == "d0"
 
 
 def test_bad_query_shape(es_options, index_name):

@@ -6,8 +6,9 @@ import pytest
 
 from ret2_plugin.filters import FilterError
 from ret2_plugin.integrations.elasticsearch import backend_options_from_args, to_es_query
-from ret2_plugin.integrations.elasticsearch.connection import describe, redact_url
-from ret2_plugin.integrations.elasticsearch.mapping import index_options
+from ret2_plugin.integrations.elasticsearch.connection import describe, long_running, redact_url, split_basic_auth
+from ret2_plugin.integrations.elasticsearch.maintenance import delete_outcome
+from ret2_plugin.integrations.elasticsearch.mapping import build_index_body, index_options
 from ret2_plugin.integrations.elasticsearch.queries import default_num_candidates, raw_similarity, rrf_fuse
 
 pytestmark = pytest.mark.unit
@@ -88,3 +89,51 @@ def test_filter_translation_errors_and_shapes():
 def test_describe_uses_env_url(clean_env):
     clean_env.setenv("ELASTICSEARCH_URL", "http://user:pw@es.example:9200")
     assert describe({}) == "http://user:***@es.example:9200"
+
+
+@pytest.mark.parametrize("node", [
+    {"field": "meta.a", "operator": "==", "value": None},
+    {"field": "meta.a", "operator": "!=", "value": None},
+    {"field": "meta.a", "operator": "in", "value": [None, "x"]},
+    {"field": "meta.a", "operator": "not in", "value": [None]},
+    {"operator": "NOT", "conditions": [{"field": "meta.a", "operator": "==", "value": None}]},
+])
+def test_none_equality_filters_are_refused(node):
+    """ES cannot tell a missing key from a null value, which `matches` answers differently: refuse."""
+    with pytest.raises(FilterError, match="None is not supported"):
+        to_es_query(node)
+    # a range with None matches nothing, in the reference too
+    assert to_es_query({"field": "meta.a", "operator": ">", "value": None}) == {"bool": {"must_not": {"match_all": {}}}}
+
+
+def test_basic_auth_string_is_split_on_the_first_colon():
+    assert split_basic_auth("elastic:pa:ss") == ("elastic", "pa:ss")
+    assert split_basic_auth(("u", "p")) == ("u", "p")
+    for bad in ("no-colon-s3cret", ":s3cret", "user:"):
+        with pytest.raises(ValueError, match="user:password") as info:
+            split_basic_auth(bad)
+        assert "s3cret" not in str(info.value)
+
+
+def test_long_running_calls_are_never_retried_or_timed_out():
+    from elasticsearch import Elasticsearch
+
+    client = Elasticsearch("http://localhost:1", request_timeout=30, max_retries=3, retry_on_timeout=True)
+    slow = long_running(client)
+    assert (slow._request_timeout, slow._max_retries, slow._retry_on_timeout) == (None, 0, False)
+    assert client._max_retries == 3  # the shared client keeps its settings
+
+
+def test_delete_by_query_response_reports_conflicts_and_failures():
+    assert delete_outcome("i", {"deleted": 7, "version_conflicts": 2, "failures": []}) == (7, 2)
+    with pytest.raises(RuntimeError, match="had failures"):
+        delete_outcome("i", {"deleted": 1, "failures": [{"cause": "x"}]})
+
+
+def test_mapping_similarity_and_meta_templates():
+    body = build_index_body(dim=4, multi_vector=False, similarity="dot_product", info=None)
+    mappings = body["mappings"]
+    assert mappings["properties"]["embedding"]["similarity"] == "max_inner_product"  # accepts non-unit vectors
+    assert build_index_body(dim=4, multi_vector=False, similarity="cosine", info=None)["mappings"]["properties"][
+        "embedding"]["similarity"] == "dot_product"
+    assert mappings["date_detection"] is False

@@ -186,3 +186,39 @@ def test_writer_reports_documents_it_cannot_write(memory_location: str) -> None:
     assert set(reasons) == {"no-embedding", "wrong-dim", "nan"}
     assert "no embedding" in reasons["no-embedding"] and "dim" in reasons["wrong-dim"] and "NaN" in reasons["nan"]
     assert InMemoryBackend.open(memory_location).count() == 1
+
+
+def test_retriever_merge_policy_normalises_shorthand_filters(populated: str) -> None:
+    query = _unit(1, 0.2, 0)
+    merge = ReT2Retriever(backend="memory", location=populated, filters={"warm": False}, filter_policy="merge")
+    assert [d.id for d in merge.run(query_embedding=query, filters={"kind": "colour"})["documents"]] == ["green"]
+    canonical = ReT2Retriever(backend="memory", location=populated, filter_policy="merge",
+                              filters={"field": "meta.kind", "operator": "==", "value": "colour"})
+    assert [d.id for d in canonical.run(query_embedding=query, filters={"warm": False})["documents"]] == ["green"]
+    assert merge.to_dict()["init_parameters"]["filters"] == {"warm": False}  # serialised as given
+
+
+def test_retriever_run_refuses_top_k_below_one(populated: str) -> None:
+    retriever = ReT2Retriever(backend="memory", location=populated, top_k=3)
+    for top_k in (0, -2):
+        with pytest.raises(ValueError, match="top_k must be >= 1"):
+            retriever.run(query_embedding=_unit(0, 1, 0), top_k=top_k)
+
+
+@pytest.mark.parametrize("hosts", ["https://elastic:hunter2@es:9200", ["http://es1:9200", "elastic:hunter2@es2:9200"]])
+def test_hosts_with_a_password_are_refused(hosts: object) -> None:
+    with pytest.raises(ValueError, match="password") as info:
+        ReT2DocumentWriter(backend="elasticsearch", location="idx", backend_options={"hosts": hosts})
+    assert "hunter2" not in str(info.value)
+    assert ReT2Retriever(backend="elasticsearch", location="idx", backend_options={"hosts": "https://es:9200"}).to_dict()
+
+
+def test_writer_close_releases_the_backend(memory_location: str) -> None:
+    writer = ReT2DocumentWriter(backend="memory", location=memory_location)
+    assert writer.run([Document(id="a", content="a", embedding=_unit(1, 0, 0))])["documents_written"] == 1
+    assert writer._index is not None
+    writer.close()
+    assert writer._index is None
+    writer.close()  # idempotent
+    assert writer.run([Document(id="b", content="b", embedding=_unit(0, 1, 0))])["documents_written"] == 1
+    assert InMemoryBackend.open(memory_location).count() == 2
