@@ -8,6 +8,7 @@ sentence-transformers module (`ReT2Encoder.preprocess`) and by the streaming API
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -35,20 +36,6 @@ def _chunks(n: int, parts: int) -> list[range]:
     return [range(i, min(i + step, n)) for i in range(0, n, step)]
 
 
-def _load_plugins_once() -> None:
-    """Register image loaders on this thread first: `plugins.load_plugins` is not thread-safe (a second
-    thread can see it 'loaded' before the built-ins are registered and find no loader)."""
-    global _plugins_ready
-    if not _plugins_ready:
-        from ret2_plugin.plugins import load_plugins
-
-        load_plugins()
-        _plugins_ready = True
-
-
-_plugins_ready = False
-
-
 def decode_images(
     items: Sequence[Item], *, root: str | Path | None = None, executor: Executor | None = None, workers: int = 1
 ) -> list[Image.Image | None | ImageLoadError]:
@@ -64,7 +51,9 @@ def decode_images(
 
     if executor is None or workers <= 1 or sum(item.has_image for item in items) <= 1:
         return [one(item) for item in items]
-    _load_plugins_once()
+    from ret2_plugin.plugins import load_plugins
+
+    load_plugins()  # register the image loaders before the pool threads look them up
     return list(executor.map(one, items))
 
 
@@ -126,22 +115,34 @@ def _fill(processor: ReT2Processor, real: torch.Tensor | None, present: list[int
 
 
 class LazyPool:
-    """A thread pool created on first use and dropped when pickled (multi-process encoding)."""
+    """A thread pool created on first use (once, even under concurrent callers) and dropped when
+    pickled (multi-process encoding)."""
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = default_workers() if workers is None else max(1, int(workers))
         self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     @property
     def executor(self) -> ThreadPoolExecutor | None:
         if self.workers <= 1:
             return None
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="ret2-images")
+            with self._lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="ret2-images")
         return self._executor
+
+    def shutdown(self) -> None:
+        """Stop the pool's threads (queued work is cancelled); a later use starts a new pool."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"workers": self.workers, "_executor": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self._lock = threading.Lock()

@@ -10,6 +10,8 @@ list of them (text parts are joined with a space, at most one image part). Every
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +36,20 @@ def _is_image_reference(text: str, root: str | Path | None = None) -> bool:
     if is_image_url_or_path(text):
         return True
     return root is not None and text.lower().endswith(_IMAGE_EXTENSIONS) and (Path(root) / text).is_file()
+
+
+def _decode_data_uri(uri: str, position: str) -> bytes:
+    """`data:image/...;base64,<payload>` -> the image bytes (then decoded by the bytes image loader)."""
+    header, sep, payload = uri.partition(",")
+    if not sep or not header.lower().startswith("data:image/") or not header.lower().endswith(";base64"):
+        raise ValueError(f"{position}: only base64 'data:image/...;base64,' URIs are supported")
+    try:
+        data = base64.b64decode(payload.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"{position}: malformed base64 data in the data URI: {exc}") from exc
+    if not data:
+        raise ValueError(f"{position}: the data URI carries no image data")
+    return data
 
 
 def _looks_like_missing_image_path(text: str) -> bool:
@@ -73,6 +89,8 @@ def _image_of(value: Any, position: str) -> Any:
     if isinstance(value, str):
         if not value.strip():
             raise ValueError(f"{position}: empty image reference")
+        if value.startswith("data:"):
+            return _decode_data_uri(value, position)
         return value
     if isinstance(value, Path):
         return str(value)
@@ -121,6 +139,10 @@ def _from_messages(messages: Any, position: str) -> Item:
             raise ValueError(f"{position}: every message needs 'role' and 'content'")
         text, img = _from_message_content(message["content"], position)
         if message.get("role") == "system":  # a system message is the instruction (ReT's query prefix)
+            if img is not None:
+                raise ValueError(
+                    f"{position}: the system message carries an image; a system message is the instruction (text only)"
+                )
             instruction = " ".join(x for x in (instruction, text) if x) or None
             continue
         if text:
@@ -166,7 +188,7 @@ def to_item(raw: Any, position: int | str = 0, *, root: str | Path | None = None
         if not raw.strip():
             raise ValueError(f"{position}: empty string (no text and no image)")
         if _is_image_reference(raw, root):
-            return Item(image=raw)
+            return Item(image=_decode_data_uri(raw, position) if raw.startswith("data:") else raw)
         if _looks_like_missing_image_path(raw):
             raise ValueError(f"{position}: image file {raw!r} not found")
         return Item(text=raw)

@@ -20,6 +20,13 @@ from ret2_plugin.encoder.st_module import ReT2Encoder
 
 PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _OUR_MODULE = f"{ReT2Encoder.__module__}.{ReT2Encoder.__name__}"
+# sentence-transformers modules allowed after ours. Only these: others (Transformer, Router, ...) forward
+# trust_remote_code to Hugging Face loaders, which would run `auto_map` code shipped in the folder.
+SAFE_ST_MODULES = frozenset(
+    f"sentence_transformers.{prefix}{name}"
+    for name in ("Dense", "Normalize")
+    for prefix in (f"base.modules.{name.lower()}.", "base.modules.", "models.")
+)
 
 
 def _st_class(multi_vector: bool) -> type:
@@ -29,16 +36,18 @@ def _st_class(multi_vector: bool) -> type:
     return ReT2MultiVectorEncoder if multi_vector else ReT2SentenceTransformer
 
 
-def _is_ours(folder: Path) -> bool:
-    """A sentence-transformers folder whose modules are all ours or sentence-transformers' own."""
+def _foreign_modules(folder: Path) -> list[str]:
+    """The module types of a sentence-transformers folder that are neither ours (first) nor in
+    `SAFE_ST_MODULES` (after ours); empty when the folder is safe to load with trust_remote_code."""
     try:
         modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        types = [str(m.get("type", "")) for m in modules]
+    except (OSError, json.JSONDecodeError, AttributeError, TypeError) as exc:
         raise ValueError(f"{folder}/modules.json is unreadable: {exc}") from exc
-    types = [m.get("type", "") for m in modules]
-    return bool(types) and types[0] == _OUR_MODULE and all(
-        t == _OUR_MODULE or t.startswith("sentence_transformers.") for t in types
-    )
+    if not types:
+        return ["<no modules>"]
+    head = [] if types[0] == _OUR_MODULE else [types[0]]
+    return head + [t for t in types[1:] if t not in SAFE_ST_MODULES]
 
 
 def _multi_vector_of(folder: Path) -> bool:
@@ -76,12 +85,14 @@ def load_encoder(
         folder = resolve_checkpoint_dir(path_or_id)
     module_options = {"image_workers": image_workers, "image_root": image_root}
     if (folder / "modules.json").is_file():
-        if not _is_ours(folder) and not kwargs.get("trust_remote_code"):
+        foreign = _foreign_modules(folder)
+        if foreign and not kwargs.get("trust_remote_code"):
             raise ValueError(
-                f"{folder} is a sentence-transformers folder with modules other than {_OUR_MODULE}; "
-                "load it with sentence-transformers directly (trust_remote_code=True if you trust it)"
+                f"{folder} is a sentence-transformers folder with modules other than {_OUR_MODULE} followed by "
+                f"{sorted(SAFE_ST_MODULES)}: {foreign}; load it with sentence-transformers directly "
+                "(trust_remote_code=True if you trust it)"
             )
-        kwargs.setdefault("trust_remote_code", True)  # only our own module class is imported
+        kwargs.setdefault("trust_remote_code", True)  # only our module, Dense and Normalize are imported
         model = _st_class(_multi_vector_of(folder))(str(folder), device=device, **kwargs)
         encoder = model[0]
         if isinstance(encoder, ReT2Encoder):

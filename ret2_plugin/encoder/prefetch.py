@@ -4,9 +4,11 @@ sentence-transformers' `_inference` preprocesses batch i, runs the model on it, 
 batch i+1: the model waits for image decoding. `PrefetchMixin._inference` computes the same
 length-sorted batch order up front and a background thread prepares the next `depth` batches while
 the model runs; `ReT2Encoder.preprocess` takes a prepared batch when it is the one asked for (matched by
-the identity of its inputs) and otherwise prepares it itself, so the result never depends on the
-prefetch. `load_encoder` returns these subclasses; a folder reloaded with plain
-`SentenceTransformer(...)` gives identical vectors, without the overlap.
+the identity of its inputs, the prompt and the task) and otherwise prepares it itself, so the result
+never depends on the prefetch. The prefetcher lives in a context variable, so concurrent `encode`
+calls on one model (threads, `asyncio.to_thread`) each use their own. `load_encoder` returns these
+subclasses; a folder reloaded with plain `SentenceTransformer(...)` gives identical vectors, without
+the overlap.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class BatchPrefetcher:
 
     def _run(self) -> None:
         for batch in self.batches:
-            key = tuple(id(x) for x in batch)
+            key = self._key(batch, self._prompt, self._task)
             try:
                 value: Any = self.module.prepare(batch, prompt=self._prompt, task=self._task)
             except Exception as exc:  # raised to the consumer when it reaches this batch
@@ -56,8 +58,15 @@ class BatchPrefetcher:
                 return
         self._put(_END)
 
-    def take(self, batch: Sequence[Any]) -> dict[str, Any] | None:
-        """The prepared features for `batch`, or None (then the caller prepares it) on any mismatch."""
+    @staticmethod
+    def _key(batch: Sequence[Any], prompt: str | None, task: str | None) -> tuple[Any, ...]:
+        return (tuple(id(x) for x in batch), prompt, task)
+
+    def take(
+        self, batch: Sequence[Any], *, prompt: str | None = None, task: str | None = None
+    ) -> dict[str, Any] | None:
+        """The prepared features for `batch` (with this prompt and task), or None (then the caller
+        prepares it) on any mismatch."""
         if self._stop.is_set():
             return None
         while True:
@@ -68,7 +77,7 @@ class BatchPrefetcher:
                 if not self._thread.is_alive() and self._ready.empty():  # producer gone: prepare inline
                     self.close()
                     return None
-        if got is _END or got[0] != tuple(id(x) for x in batch):
+        if got is _END or got[0] != self._key(batch, prompt, task):
             self.close()
             return None
         if isinstance(got[1], Exception):
@@ -86,7 +95,7 @@ class PrefetchMixin:
     prefetch_depth = 2
 
     def _inference(self, inputs: list, **kwargs: Any) -> Any:
-        from ret2_plugin.encoder.st_module import ReT2Encoder
+        from ret2_plugin.encoder.st_module import ACTIVE_PREFETCHER, ReT2Encoder
 
         module = self[0]  # type: ignore[index]
         batch_size = kwargs.get("batch_size", 32)
@@ -99,11 +108,11 @@ class PrefetchMixin:
         prefetcher = BatchPrefetcher(
             module, batches, prompt=kwargs.get("prompt"), task=kwargs.get("task"), depth=self.prefetch_depth
         )
-        module._prefetcher = prefetcher
+        token = ACTIVE_PREFETCHER.set(prefetcher)
         try:
             return super()._inference(inputs, **kwargs)  # type: ignore[misc]
         finally:
-            module._prefetcher = None
+            ACTIVE_PREFETCHER.reset(token)
             prefetcher.close()
 
 

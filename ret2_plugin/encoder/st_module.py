@@ -19,6 +19,7 @@ import json
 import os
 import weakref
 from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -32,6 +33,10 @@ from ret2_plugin.modeling import ReT2Model
 from ret2_plugin.processing import ReT2Processor
 
 MODULE_CONFIG_NAME = "ret2_st_module.json"
+
+# The prefetcher of the `encode` call running in this thread / context (set by
+# `PrefetchMixin._inference`): per context, so concurrent `encode` calls on one model never share one.
+ACTIVE_PREFETCHER: ContextVar[Any] = ContextVar("ret2_active_prefetcher", default=None)
 
 
 def side_of(task: str | None) -> Side:
@@ -62,7 +67,6 @@ class ReT2Encoder(InputModule):
         self.processor = processor
         self.image_root = image_root
         self._pool = LazyPool(image_workers)
-        self._prefetcher: Any = None  # set by PrefetchMixin._inference while an encode call runs
         self._card: str | None = None  # the model card we handed to sentence-transformers
         self._card_owner: Any = None
 
@@ -88,6 +92,16 @@ class ReT2Encoder(InputModule):
     def max_seq_length(self) -> int | None:
         return self.processor.max_length or getattr(self.processor.tokenizer, "model_max_length", None)
 
+    @max_seq_length.setter
+    def max_seq_length(self, value: int | None) -> None:
+        """`SentenceTransformer.max_seq_length = n` lands here: truncate texts to n tokens from now on
+        (and save it with the model)."""
+        if value is not None and int(value) <= 0:
+            raise ValueError(f"max_seq_length must be positive or None, got {value!r}")
+        value = None if value is None else int(value)
+        self.processor.max_length = value
+        self.model.config.max_text_length = value
+
     @property
     def _right_padded(self) -> bool:
         return getattr(self.processor.tokenizer, "padding_side", "right") == "right"
@@ -100,9 +114,9 @@ class ReT2Encoder(InputModule):
         self, inputs: Sequence[Any], prompt: str | None = None, task: str | None = None, **kwargs: Any
     ) -> dict[str, torch.Tensor | Any]:
         """Raw inputs -> tensors (taken from the background prefetcher when it prepared this batch)."""
-        prefetcher = getattr(self, "_prefetcher", None)
-        if prefetcher is not None:
-            features = prefetcher.take(inputs)
+        prefetcher = ACTIVE_PREFETCHER.get()
+        if prefetcher is not None and prefetcher.module is self:
+            features = prefetcher.take(inputs, prompt=prompt, task=task)
             if features is not None:
                 return features
         return self.prepare(inputs, prompt=prompt, task=task)
@@ -193,16 +207,21 @@ class ReT2Encoder(InputModule):
             owner._model_card_text = self._card
 
     def get_config_dict(self) -> dict[str, Any]:
-        # image_workers is not saved: the thread count is picked per machine at load time
-        return {"image_workers": None, "image_root": self.image_root, "training_data": self.training_data}
+        # image_workers and image_root are not saved: thread count and image folder are per machine,
+        # given at load time (`load_encoder(..., image_root=...)`)
+        return {"image_workers": None, "image_root": None, "training_data": self.training_data}
 
     @classmethod
     def from_model_dir(cls, path: str | os.PathLike[str], **module_kwargs: Any) -> ReT2Encoder:
-        """Build from our model directory, an ST folder written by `save`, or an official checkpoint."""
-        model = ReT2Model.from_pretrained(path)
+        """Build from our model directory, an ST folder written by `save`, an official checkpoint, or a
+        hub id of one (resolved once; model and processor files then come from the same folder)."""
+        from ret2_plugin.modeling import official
+
+        folder = official.resolve_checkpoint_dir(path)
+        model = ReT2Model.from_pretrained(folder)
         config = model.config
         processor = ReT2Processor.from_pretrained(
-            path,
+            folder,
             text_model_name_or_path=config.text_model_name_or_path,
             vision_model_name_or_path=config.vision_model_name_or_path,
             max_length=config.max_text_length,

@@ -4,7 +4,9 @@
 decodes + preprocesses the next `prefetch` batches (image work spread over a thread pool) while the
 calling thread runs the model on the current one. At most `prefetch + 1` batches exist at any time,
 so memory stays flat however large the corpus. A bad image never sinks its batch: the item is
-reported as `(item, reason)` in that batch's `errors` and the rest are encoded.
+reported as `(item, reason)` in that batch's `errors` and the rest are encoded. Vectors equal
+`encode_query` / `encode_document`'s: the model's saved prompt for the side is applied, and the whole
+sentence-transformers module stack (e.g. Dense / Normalize after ours) and its `truncate_dim` run.
 
     for batch in iter_embeddings(encoder, read_jsonl(path, errors), side="document", batch_size=64):
         backend.add(records_for(batch.items, batch.embeddings))
@@ -23,7 +25,7 @@ import torch
 from torch.nn import functional as F
 
 from ret2_plugin.encoder.batching import LazyPool, Side, decode_images, prepare_batch
-from ret2_plugin.encoder.inputs import to_item
+from ret2_plugin.encoder.inputs import to_item, with_prompt
 from ret2_plugin.encoder.st_module import ReT2Encoder
 from ret2_plugin.items import Item
 from ret2_plugin.processing import ImageLoadError
@@ -40,6 +42,8 @@ class EncodedBatch(NamedTuple):
 
 
 _DONE = object()
+# the prompt names encode_query / encode_document look up in the model's `prompts`, in order
+_PROMPT_NAMES = {"query": ("query",), "document": ("document", "passage", "corpus")}
 
 
 def _module_of(encoder: Any) -> ReT2Encoder:
@@ -51,10 +55,20 @@ def _module_of(encoder: Any) -> ReT2Encoder:
     raise TypeError(f"expected a model from load_encoder or a ReT2Encoder module, got {type(encoder).__name__}")
 
 
-def _batches(items: Iterable[Any], batch_size: int) -> Iterator[list[Item]]:
+def _side_prompt(encoder: Any, side: Side) -> str | None:
+    """The prompt `encode_query` / `encode_document` apply by default (None for a bare module)."""
+    prompts = getattr(encoder, "prompts", None) or {}
+    for name in _PROMPT_NAMES[side]:
+        if name in prompts:
+            return prompts[name]
+    default = getattr(encoder, "default_prompt_name", None)
+    return prompts.get(default) if default else None
+
+
+def _batches(items: Iterable[Any], batch_size: int, root: Any = None) -> Iterator[list[Item]]:
     batch: list[Item] = []
     for position, raw in enumerate(items):
-        batch.append(raw if isinstance(raw, Item) else to_item(raw, position))
+        batch.append(raw if isinstance(raw, Item) else to_item(raw, position, root=root))
         if len(batch) == batch_size:
             yield batch
             batch = []
@@ -63,9 +77,10 @@ def _batches(items: Iterable[Any], batch_size: int) -> Iterator[list[Item]]:
 
 
 def _prepare(
-    module: ReT2Encoder, batch: list[Item], side: Side, pool: LazyPool, root: Any
+    module: ReT2Encoder, batch: list[Item], side: Side, pool: LazyPool, root: Any, prompt: str | None = None
 ) -> tuple[list[Item], Any, list[tuple[Item, str]]]:
-    """Decode (per-item errors kept aside) and build the tensors of the items that survived."""
+    """Decode (per-item errors kept aside) and build the tensors of the items that survived (the
+    prompt applied to the model's copy only: the items handed back stay as given)."""
     decoded = decode_images(batch, root=root, executor=pool.executor, workers=pool.workers)
     good, images, errors = [], [], []
     for item, image in zip(batch, decoded):
@@ -75,7 +90,14 @@ def _prepare(
             good.append(item)
             images.append(image)
     features = (
-        prepare_batch(module.processor, good, side, images=images, executor=pool.executor, workers=pool.workers)
+        prepare_batch(
+            module.processor,
+            [with_prompt(item, prompt, side) for item in good],
+            side,
+            images=images,
+            executor=pool.executor,
+            workers=pool.workers,
+        )
         if good
         else None
     )
@@ -96,7 +118,8 @@ def iter_embeddings(
     """Encode a (possibly huge) stream of items batch by batch; see the module docstring.
 
     Args:
-        encoder: what `load_encoder` returns (or its `ReT2Encoder` module).
+        encoder: what `load_encoder` returns (its prompts, later modules and `truncate_dim` apply), or
+            its bare `ReT2Encoder` module (no prompt, no later modules).
         items: `Item`s (raw inputs as `encode` takes them are converted; those that cannot be raise).
         side: "query" (instructions applied, query fusion) or "document".
         batch_size: items per model call.
@@ -114,6 +137,10 @@ def iter_embeddings(
     if batch_size <= 0 or prefetch <= 0:
         raise ValueError("batch_size and prefetch must be positive")
     module = _module_of(encoder)
+    stack = None if encoder is module else encoder  # the sentence-transformers model, all modules
+    prompt = _side_prompt(stack, side)
+    truncate_dim = getattr(stack, "truncate_dim", None)
+    (stack or module).eval()
     pool = LazyPool(module.image_workers if num_workers is None else num_workers)
     root = module.image_root if image_root is None else image_root
     ready: queue.Queue[Any] = queue.Queue(maxsize=prefetch)
@@ -130,8 +157,8 @@ def iter_embeddings(
 
     def produce() -> None:
         try:
-            for batch in _batches(items, batch_size):
-                if not put(_prepare(module, batch, side, pool, root)):
+            for batch in _batches(items, batch_size, root):
+                if not put(_prepare(module, batch, side, pool, root, prompt)):
                     return
         except BaseException as exc:  # handed to the consumer, raised there
             put(exc)
@@ -140,7 +167,7 @@ def iter_embeddings(
 
     worker = threading.Thread(target=produce, name="ret2-prefetch", daemon=True)
     worker.start()
-    width = module.get_embedding_dimension()
+    width = (stack or module).get_embedding_dimension()
     dim = (module.model.config.num_queries, width) if module.multi_vector else (width,)
     try:
         while True:
@@ -159,11 +186,15 @@ def iter_embeddings(
                 yield EncodedBatch([], np.zeros((0, *dim), dtype=np.float32), errors)
                 continue
             with torch.inference_mode():
-                out = module.forward(features, task=side)
+                out = stack(features, task=side) if stack is not None else module.forward(features, task=side)
             emb = out["token_embeddings"] if module.multi_vector else out["sentence_embedding"]
-            if normalize and not module.multi_vector:
-                emb = F.normalize(emb, p=2, dim=-1)
+            if not module.multi_vector:
+                if truncate_dim is not None:
+                    emb = emb[..., :truncate_dim]
+                if normalize:
+                    emb = F.normalize(emb, p=2, dim=-1)
             yield EncodedBatch(good, emb.float().cpu().numpy(), errors)
     finally:
         stop.set()
         worker.join(timeout=5)
+        pool.shutdown()

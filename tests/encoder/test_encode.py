@@ -147,8 +147,8 @@ def test_prefetched_encode_serves_batches_and_matches(st_model, image_dir: Path,
     served = []
     original = BatchPrefetcher.take
 
-    def counting(self, batch):
-        features = original(self, batch)
+    def counting(self, batch, **kwargs):
+        features = original(self, batch, **kwargs)
         served.append(features is not None)
         return features
 
@@ -168,3 +168,44 @@ def test_prefetched_encode_raises_the_bad_batch_error(st_model, tmp_path: Path) 
 
     with pytest.raises(ImageLoadError, match="broken.png"):
         st_model.encode(["a", "b", "c", str(bad), "e"], batch_size=2)
+
+
+def test_concurrent_encodes_with_different_prompts_match_sequential_calls(st_model) -> None:
+    import threading
+
+    texts = [f"text {i} " + "word " * (i % 4) for i in range(40)]  # the same string objects in both calls
+    prompts = ("Find", "Show me a picture of")
+    expected = {p: st_model.encode_query(texts, batch_size=2, prompt=p) for p in prompts}
+    for _ in range(4):
+        barrier = threading.Barrier(2)
+        got: dict[str, np.ndarray] = {}
+        errors: list[BaseException] = []
+
+        def run(prompt: str) -> None:
+            try:
+                barrier.wait()
+                got[prompt] = st_model.encode_query(list(texts), batch_size=2, prompt=prompt)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(p,)) for p in prompts]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors
+        for prompt in prompts:
+            np.testing.assert_allclose(got[prompt], expected[prompt], atol=1e-6)
+
+
+def test_max_seq_length_setter_truncates_texts(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from ret2_plugin import load_encoder
+
+    model = load_encoder(tiny_model_dir, device="cpu")
+    pair = ["one two three four five six", "one two three seven eight nine"]
+    assert not np.allclose(*model.encode(pair), atol=1e-4)
+    model.max_seq_length = 5  # start token + 3 words + end token
+    assert model.max_seq_length == 5 and model[0].model.config.max_text_length == 5
+    np.testing.assert_allclose(*model.encode(pair), atol=1e-6)
+    model.save(str(tmp_path / "m"))
+    assert load_encoder(tmp_path / "m", device="cpu").max_seq_length == 5

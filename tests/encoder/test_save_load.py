@@ -120,3 +120,38 @@ def test_training_data_reaches_the_card(tiny_model_dir: Path, tmp_path: Path) ->
     model.save(str(tmp_path / "t"))
     assert "**Training data:** M2KR, ViQuAE" in (tmp_path / "t" / "README.md").read_text()
     assert load_encoder(tmp_path / "t", device="cpu")[0].training_data == ["M2KR", "ViQuAE"]
+
+
+@pytest.mark.parametrize(
+    "extra", ["sentence_transformers.base.modules.transformer.Transformer", "sentence_transformers.base.modules.Router"]
+)
+def test_modules_that_could_run_folder_code_are_refused(st_model, tmp_path: Path, extra: str) -> None:
+    folder = tmp_path / "st"
+    st_model.save(str(folder))
+    modules = json.loads((folder / "modules.json").read_text())
+    modules.append({"idx": 1, "name": "1", "path": "1_Extra", "type": extra})
+    (folder / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ValueError, match=rf"modules other than.*{extra.split('.')[-1]}"):
+        load_encoder(folder, device="cpu")
+
+
+def test_image_root_is_not_saved(tiny_model_dir: Path, image_dir: Path, tmp_path: Path) -> None:
+    load_encoder(tiny_model_dir, device="cpu", image_root=str(image_dir)).save(str(tmp_path / "r"))
+    assert json.loads((tmp_path / "r" / "ret2_st_module.json").read_text())["image_root"] is None
+    assert load_encoder(tmp_path / "r", device="cpu")[0].image_root is None
+
+
+def test_hub_id_is_resolved_once_for_model_and_processor(tiny_model_dir: Path, monkeypatch) -> None:
+    from ret2_plugin.modeling import official
+
+    asked = []
+    real = official.resolve_checkpoint_dir
+
+    def offline_hub(path):  # stands in for the hub download: "org/tiny" is cached in tiny_model_dir
+        asked.append(str(path))
+        return tiny_model_dir if str(path) == "org/tiny" else real(path)
+
+    monkeypatch.setattr(official, "resolve_checkpoint_dir", offline_hub)
+    encoder = ReT2Encoder.from_model_dir("org/tiny")
+    assert asked.count("org/tiny") == 1
+    assert encoder.processor.tokenizer is not None and encoder.get_embedding_dimension() > 0

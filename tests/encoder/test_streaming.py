@@ -92,3 +92,77 @@ def test_bad_arguments(st_model) -> None:
         next(iter_embeddings(st_model, [Item(text="x")], side="passage"))  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="load_encoder"):
         next(iter_embeddings(object(), [Item(text="x")]))
+
+
+def test_stream_applies_the_saved_document_prompt(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from ret2_plugin import load_encoder
+
+    load_encoder(tiny_model_dir, device="cpu", prompts={"document": "passage about"}).save(str(tmp_path / "p"))
+    model = load_encoder(tmp_path / "p", device="cpu")
+    assert model.prompts["document"] == "passage about"
+    items = [Item(id="a", text="a red tile"), Item(id="b", text="the sea at night")]
+    batches = list(iter_embeddings(model, items, batch_size=2))
+    got = np.concatenate([b.embeddings for b in batches])
+    np.testing.assert_allclose(got, model.encode_document([i.text for i in items], normalize_embeddings=True), atol=1e-5)
+    plain = model.encode_document([i.text for i in items], prompt="", normalize_embeddings=True)
+    assert not np.allclose(got, plain, atol=1e-4)  # the prompt really changed the vectors
+    assert [i.text for b in batches for i in b.items] == ["a red tile", "the sea at night"]  # items as given
+
+
+def test_stream_runs_later_modules_and_truncate_dim(tiny_model_dir: Path, image_dir: Path, tmp_path: Path) -> None:
+    import torch
+    from sentence_transformers.base.modules import Dense, Normalize
+
+    from ret2_plugin import load_encoder
+    from ret2_plugin.encoder.prefetch import ReT2SentenceTransformer
+
+    base = load_encoder(tiny_model_dir, device="cpu")
+    torch.manual_seed(0)
+    dense = Dense(base.get_embedding_dimension(), 12)
+    ReT2SentenceTransformer(modules=[base[0], dense, Normalize()], device="cpu").save(str(tmp_path / "d"))
+    model = load_encoder(tmp_path / "d", device="cpu", truncate_dim=8)  # Dense / Normalize are allowed
+    items = _corpus(image_dir)[:5]
+    got = np.concatenate([b.embeddings for b in iter_embeddings(model, items, batch_size=2, num_workers=2)])
+    assert got.shape == (5, 8)
+    raw = [{k: v for k, v in (("text", i.text), ("image", i.image)) if v is not None} for i in items]
+    np.testing.assert_allclose(got, model.encode_document(raw, normalize_embeddings=True), atol=1e-5)
+
+
+def test_stream_resolves_raw_relative_images_against_image_root(tiny_model_dir: Path, image_dir: Path) -> None:
+    from ret2_plugin import load_encoder
+
+    model = load_encoder(tiny_model_dir, device="cpu", image_root=str(image_dir))
+    batch = next(iter_embeddings(model, ["red.png", {"text": "a tile", "image": "blue.png"}], batch_size=2))
+    assert not batch.errors and batch.items[0].image == "red.png"
+    expected = model.encode_document(["red.png", {"text": "a tile", "image": "blue.png"}], normalize_embeddings=True)
+    np.testing.assert_allclose(batch.embeddings, expected, atol=1e-5)
+
+
+def test_stream_puts_the_model_in_eval_mode(tiny_model_dir: Path) -> None:
+    from ret2_plugin import load_encoder
+
+    model = load_encoder(tiny_model_dir, device="cpu")
+    model.train()
+    list(iter_embeddings(model, [Item(text="x")]))
+    assert not model.training and not model[0].model.training
+
+
+def test_stream_shuts_its_image_threads_down(st_model, image_dir: Path) -> None:
+    import threading
+
+    before = set(threading.enumerate())
+    images = [Item(id=str(i), image=str(p)) for i, p in enumerate(sorted(image_dir.glob("*.png")))]
+    running: list[threading.Thread] = []
+
+    def stream() -> Iterator[object]:
+        yield from images[:2]  # one batch of two images: decoded on the stream's own pool
+        running.extend(t for t in threading.enumerate() if t not in before and t.name.startswith("ret2-images"))
+        yield object()
+
+    # the error's traceback keeps the generator's frame (and its pool) alive: the threads must stop anyway
+    with pytest.raises(ValueError, match="unsupported input type") as info:
+        list(iter_embeddings(st_model, stream(), batch_size=2, num_workers=2))
+    assert running
+    for thread in running:
+        thread.join(timeout=5)
+    assert not any(t.is_alive() for t in running) and info.value is not None
