@@ -193,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError) as exc:  # bad input, missing files, connection / auth failures
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"ret2: error: {message}", file=sys.stderr)
         return 2

@@ -27,7 +27,7 @@ CONNECTION_KEYS = (
 )
 
 
-class ElasticsearchConnectionError(RuntimeError):
+class ElasticsearchConnectionError(ConnectionError):
     """The cluster cannot be reached or refused our credentials."""
 
 
