@@ -16,6 +16,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer
 
 from ret2_plugin.items import Item
+from ret2_plugin.processing.fast_pixels import fast_pixel_values
 from ret2_plugin.processing.images import load_image
 
 PLACEHOLDER_SIZE = (336, 336)
@@ -79,7 +80,12 @@ class ReT2Processor:
         return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
 
     def pixel_values(self, images: Sequence[Image.Image | None]) -> torch.Tensor:
+        """`[N, C, H, W]` float pixels from the image processor (bit-identical fast path for CLIP / ViT
+        Pillow processors, see `fast_pixels`; anything else runs the processor itself)."""
         filled = [img if img is not None else Image.new("RGB", PLACEHOLDER_SIZE, color="black") for img in images]
+        fast = fast_pixel_values(self.image_processor, filled)
+        if fast is not None:
+            return fast
         return self.image_processor(filled, return_tensors="pt")["pixel_values"]
 
     def __call__(
