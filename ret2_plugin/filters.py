@@ -15,10 +15,9 @@ legacy form). A plain mapping `{"source": "stamps"}` (what `--filter source=stam
 shorthand for an AND of equalities on `meta.*`.
 
 `normalize_filters` validates a filter up front (a malformed one raises `FilterError`, never runs as a
-silent 0-hit query) and returns its canonical form; `matches` evaluates it on one document. With
-Haystack installed `matches` IS `haystack.utils.filters.document_matches_filter`; the copy below only
-serves installs without Haystack and is tested against it. `FilterError` is Haystack's `FilterError`
-(a subclass of it) and a ValueError.
+silent 0-hit query) and returns its canonical form; `matches` evaluates it on one document, by the
+rules of `haystack.utils.filters.document_matches_filter` (the core does not import Haystack, an
+optional extra; tests/test_filters.py checks the two agree, errors included, on random filters).
 """
 
 from __future__ import annotations
@@ -27,21 +26,15 @@ from dataclasses import dataclass, field as dc_field
 from datetime import datetime
 from typing import Any, Callable
 
-try:  # Haystack is an optional extra: use its error class and its evaluator when it is there
-    from haystack.errors import FilterError as _BaseFilterError
-    from haystack.utils.filters import document_matches_filter as _haystack_matches
-except ImportError:  # pragma: no cover - exercised by installs without the haystack extra
-    _BaseFilterError = Exception  # type: ignore[misc,assignment]
-    _haystack_matches = None
-
 COMPARISON_OPERATORS = frozenset({"==", "!=", ">", ">=", "<", "<=", "in", "not in"})
 ORDERING_OPERATORS = frozenset({">", ">=", "<", "<="})
 LOGICAL_OPERATORS = frozenset({"AND", "OR", "NOT"})
 DOCUMENT_FIELDS = ("id", "content", "blob", "meta", "score", "embedding", "sparse_embedding")
 
 
-class FilterError(_BaseFilterError, ValueError):  # type: ignore[misc,valid-type]
-    """A filter that is malformed or uses an unsupported operator (also `haystack.errors.FilterError`)."""
+class FilterError(ValueError):
+    """A filter that is malformed, or values a filter cannot compare. The Haystack components raise it
+    as `haystack.errors.FilterError` (see `ret2_plugin.integrations.haystack.document_store`)."""
 
 
 @dataclass
@@ -127,11 +120,7 @@ def matches(filters: dict[str, Any] | None, meta: dict[str, Any], *, id: str = "
         return True
     target = FilterTarget(id=id, content=content, meta=meta)
     try:
-        return _evaluate(filters, target)
-    except FilterError:
-        raise
-    except _BaseFilterError as exc:
-        raise FilterError(str(exc)) from exc
+        return _own_matches(filters, target)
     except TypeError as exc:
         raise FilterError(f"cannot compare values under filter {filters}: {exc}") from exc
 
@@ -141,16 +130,12 @@ def matches_document(filters: dict[str, Any] | None, document: Any) -> bool:
     if not filters:
         return True
     try:
-        return _evaluate(filters, document)
-    except FilterError:
-        raise
-    except _BaseFilterError as exc:
-        raise FilterError(str(exc)) from exc
+        return _own_matches(filters, document)
     except TypeError as exc:
         raise FilterError(f"cannot compare values under filter {filters}: {exc}") from exc
 
 
-# --- the evaluator for installs without Haystack (same rules as haystack.utils.filters) ------------
+# --- the evaluator: the rules of haystack.utils.filters ---------------------------------------------
 
 
 def parse_date(value: Any) -> datetime | None:
@@ -263,14 +248,3 @@ def _own_matches(node: dict[str, Any], target: Any) -> bool:
             return any(results)
         return not all(results)
     return _COMPARE[node["operator"]](_field_value(target, node["field"]), node["value"])
-
-
-def _evaluate(filters: dict[str, Any], target: Any) -> bool:
-    if _haystack_matches is not None:
-        return _haystack_matches(filters, target)
-    return _own_matches(filters, target)
-
-
-def own_matches(filters: dict[str, Any], target: Any) -> bool:
-    """The Haystack-free evaluator (tests compare it with Haystack's)."""
-    return _own_matches(filters, target)

@@ -80,35 +80,6 @@ def test_sql_translation_agrees_with_matches(tmp_path):
     assert refused > 0
 
 
-def test_own_evaluator_agrees_with_haystack():
-    """The evaluator for installs without Haystack gives `document_matches_filter`'s answers and errors."""
-    from haystack import Document
-    from haystack.errors import FilterError as HaystackFilterError
-    from haystack.utils.filters import document_matches_filter
-
-    from ret2_plugin.filters import FilterTarget, own_matches
-
-    rng = random.Random(11)
-    metas = [_random_meta(rng) for _ in range(60)]
-    compared = 0
-    for _ in range(400):
-        try:
-            canonical = normalize_filters(_random_filter(rng))
-        except FilterError:
-            continue
-        for i, meta in enumerate(metas):
-            def outcome(fn, target):
-                try:
-                    return fn(canonical, target)
-                except (HaystackFilterError, TypeError):
-                    return "error"
-            theirs = outcome(document_matches_filter, Document(id=str(i), content="c", meta=meta))
-            ours = outcome(own_matches, FilterTarget(id=str(i), content="c", meta=meta))
-            assert ours == theirs, (canonical, meta)
-            compared += 1
-    assert compared > 10000
-
-
 def test_hazardous_ordering_raises_like_matches(tmp_path):
     backend = FaissBackend.open(str(tmp_path / "ix"), dim=2)
     backend.add([IndexRecord("a", np.ones(2, np.float32), meta={"v": 3}), IndexRecord("b", np.ones(2, np.float32), meta={"v": "x"})])
