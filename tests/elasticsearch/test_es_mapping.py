@@ -20,20 +20,23 @@ def test_mapping_from_dims_and_options(es_client, es_options, index_name):
     vector = mapping["properties"]["embedding"]
     assert vector["type"] == "dense_vector"
     assert vector["dims"] == 48
-    assert vector["similarity"] == "dot_product"  # cosine on unit vectors, normalised client-side
+    assert vector["similarity"] == "cosine"  # Haystack's default: both rank alike, vectors stored as written
     assert vector["index_options"]["type"] == "hnsw"
     assert vector["index_options"]["m"] == 8
     assert vector["index_options"]["ef_construction"] == 64
-    assert mapping["properties"]["text"]["type"] == "text"
+    # layout v2 = elasticsearch-haystack's document: content, file_path (image), meta keys at the top level
+    assert mapping["properties"]["content"]["type"] == "text"
     assert mapping["properties"]["content_hash"]["type"] == "keyword"
-    assert mapping["properties"]["image"]["index"] is False
+    assert mapping["properties"]["file_path"]["type"] == "keyword"
+    assert mapping["properties"]["blob"]["enabled"] is False
+    assert mapping["_meta"]["ret2"]["version"] == 2
     assert "tokens" not in mapping["properties"]
     assert mapping["_meta"]["ret2"]["info"] == {"model": "tiny-ret2"}
     assert backend.info == {"model": "tiny-ret2"}
     # meta strings become keyword (exact filters), numbers double whatever the first value looked like
     backend.add([IndexRecord("a", unit_vectors(1, 48)[0], meta={"source": "stamps", "year": 1990, "when": "2024-01-01"})],
                 refresh=True)
-    meta = es_client.indices.get_mapping(index=index_name)[index_name]["mappings"]["properties"]["meta"]["properties"]
+    meta = es_client.indices.get_mapping(index=index_name)[index_name]["mappings"]["properties"]
     assert meta["source"]["type"] == "keyword"
     assert meta["year"]["type"] == "double"
     assert meta["when"]["type"] == "keyword"  # no date detection
