@@ -84,7 +84,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             raise SystemExit(f"ret2: index {args.index!r} does not record its model; pass --model")
         encoder = load_encoder(model, device=args.device)
         filters = _pairs(args.filter, "--filter") or None
-        hits = search(encoder, index, text=args.text, image=args.image, instruction=args.instruction, top_k=args.k, filters=filters)
+        hits = search(encoder, index, text=args.text, image=args.image, instruction=args.instruction, top_k=args.k,
+                      filters=filters, hybrid=args.hybrid)
     finally:
         index.close()
     if args.html:
@@ -151,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="query image path")
     p.add_argument("--instruction", help='ReT query instruction, prefixed as "{instruction} {text}"')
     p.add_argument("-k", type=int, default=10)
+    p.add_argument("--hybrid", action="store_true",
+                   help="also BM25 on --text, fused with kNN by RRF (score = RRF score); elasticsearch backend")
     p.add_argument("--filter", action="append", metavar="KEY=VALUE",
                    help="metadata equality filter, value read as JSON when it parses (year=2020 is a number) (repeatable)")
     p.add_argument("--model", help="override the model recorded in the index")
