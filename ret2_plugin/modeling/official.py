@@ -172,10 +172,9 @@ def _names(keys: list[str], limit: int = 12) -> str:
     return f"{shown} (+{len(keys) - limit} more)" if len(keys) > limit else shown
 
 
-def load_official(folder: Path, *, map_location: str | torch.device = "cpu") -> Any:
-    """`ReT2Model` from an official checkpoint directory (safetensors only)."""
-    from ret2_plugin.modeling.model import ReT2Model
-
+def load_official(folder: Path, model_cls: Any, *, map_location: str | torch.device = "cpu") -> Any:
+    """An official checkpoint directory (safetensors only) as a `model_cls` (ReT2Model, passed in so
+    this module does not import model.py, which imports this one)."""
     config = config_from_official(json.loads((folder / "config.json").read_text(encoding="utf-8")))
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:
@@ -183,7 +182,7 @@ def load_official(folder: Path, *, map_location: str | torch.device = "cpu") -> 
     checkpoint: dict[str, torch.Tensor] = {}
     for file in weights:
         checkpoint.update(load_file(str(file), device=str(map_location)))
-    model = ReT2Model(config)
+    model = model_cls(config)
     state = map_official_state(checkpoint, model.own_state_dict(), shared=config.share_query_document)
     model.load_weights(state)
     return model
