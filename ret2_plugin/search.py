@@ -18,23 +18,48 @@ def open_index(backend: str, location: str, **options: Any) -> IndexBackend:
     return get_index_backend(backend).open(location, **options)
 
 
-def model_config(encoder: Any) -> ReT2Config:
-    """The `ReT2Config` of the ReT model inside a sentence-transformers encoder."""
-    for module in encoder.modules():
+def model_config(encoder: Any) -> ReT2Config | None:
+    """The `ReT2Config` of the ReT model inside a sentence-transformers encoder; None for an encoder
+    without one (a plugin's encoder)."""
+    modules = getattr(encoder, "modules", None)
+    for module in modules() if callable(modules) else ():
         if isinstance(module, ReT2Model):
             return module.config
-    raise TypeError(f"{type(encoder).__name__} does not contain a ReT2Model")
+    return None
 
 
 def is_multi_vector(encoder: Any) -> bool:
-    return model_config(encoder).multi_vector
-
-
-def create_index(backend: str, location: str, encoder: Any, *, model: str, **options: Any) -> IndexBackend:
-    """Create (or reopen, checking it fits) an index for `encoder`'s vectors; records the model."""
+    """Late-interaction (`[K, D]` per item) or single vector: the ReT config says, else the
+    encoder's class (sentence-transformers' `MultiVectorEncoder`) or its `multi_vector` attribute."""
     config = model_config(encoder)
-    dim, multi_vector = config.embedding_dim, config.multi_vector
-    info = {"model": model, "embedding_dim": dim, "multi_vector": multi_vector}
+    if config is not None:
+        return config.multi_vector
+    if any(cls.__name__ == "MultiVectorEncoder" for cls in type(encoder).__mro__):
+        return True
+    return bool(getattr(encoder, "multi_vector", False))
+
+
+def embedding_dim(encoder: Any) -> int:
+    """Width of one vector (after the encoder's later modules and `truncate_dim`)."""
+    for getter in ("get_embedding_dimension", "get_sentence_embedding_dimension"):
+        dim = getattr(encoder, getter, None)
+        if callable(dim) and dim():
+            return int(dim())
+    config = model_config(encoder)
+    if config is not None:
+        return int(config.embedding_dim)
+    raise TypeError(f"cannot tell the embedding width of {type(encoder).__name__} (no get_embedding_dimension())")
+
+
+def create_index(
+    backend: str, location: str, encoder: Any, *, model: str, encoder_name: str = "ret2", **options: Any
+) -> IndexBackend:
+    """Create (or reopen, checking it fits) an index for `encoder`'s vectors; records the model (and
+    the encoder's registered name when it is not the built-in `ret2`)."""
+    dim, multi_vector = embedding_dim(encoder), is_multi_vector(encoder)
+    info: dict[str, Any] = {"model": model, "embedding_dim": dim, "multi_vector": multi_vector}
+    if encoder_name != "ret2":
+        info["encoder"] = encoder_name
     return get_index_backend(backend).open(location, dim=dim, multi_vector=multi_vector, similarity="cosine", info=info, **options)
 
 
@@ -62,12 +87,21 @@ def embed_query(encoder: Any, text: str | None = None, image: Any = None, instru
 
 
 def embed_queries(encoder: Any, queries: list[Item], *, batch_size: int = 32) -> np.ndarray:
-    """Embed many query items in batches; each keeps its own instruction (`"{instruction} {text}"`)."""
-    inputs = [query_input(q.text, q.image, q.instruction) for q in queries]
-    kwargs: dict[str, Any] = {"convert_to_numpy": True, "batch_size": batch_size}
-    if not is_multi_vector(encoder):
-        kwargs["normalize_embeddings"] = True
-    return np.asarray(encoder.encode_query(inputs, **kwargs), dtype=np.float32)
+    """Embed many query items in batches through `iter_embeddings` (the path `ret2 index` and
+    `ret2 eval` use: the model's saved "query" prompt, its later modules, the same batching); each
+    query keeps its own instruction (`"{instruction} {text}"`). A query that cannot be encoded (e.g.
+    its image does not load) raises ValueError naming it."""
+    from ret2_plugin.encoder import iter_embeddings
+
+    for query in queries:
+        query_input(query.text, query.image, query.instruction)  # a clear error for an empty query
+    chunks = []
+    for batch in iter_embeddings(encoder, queries, side="query", batch_size=batch_size):
+        if batch.errors:
+            item, reason = batch.errors[0]
+            raise ValueError(f"query {item.id or queries.index(item)}: {reason}")
+        chunks.append(batch.embeddings)
+    return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
 def search(

@@ -55,6 +55,34 @@ def _module_of(encoder: Any) -> ReT2Encoder:
     raise TypeError(f"expected a model from load_encoder or a ReT2Encoder module, got {type(encoder).__name__}")
 
 
+def _has_ret2_module(encoder: Any) -> bool:
+    try:
+        _module_of(encoder)
+    except TypeError:
+        return False
+    return True
+
+
+def _iter_generic(
+    encoder: Any, items: Iterable[Any], side: Side, batch_size: int, normalize: bool, root: Any
+) -> Iterator[EncodedBatch]:
+    from ret2_plugin.encoder.generic import generic_batches
+    from ret2_plugin.search import embedding_dim, is_multi_vector
+
+    if not all(callable(getattr(encoder, name, None)) for name in ("encode_query", "encode_document")):
+        raise TypeError(
+            "expected a model from load_encoder, its ReT2Encoder module, or a sentence-transformers compatible "
+            f"encoder (encode_query / encode_document), got {type(encoder).__name__}"
+        )
+    multi = is_multi_vector(encoder)
+    for good, vectors, errors in generic_batches(
+        encoder, _batches(items, batch_size, root), side, normalize=normalize, multi_vector=multi, root=root
+    ):
+        if vectors is None:
+            vectors = np.zeros((0, embedding_dim(encoder)), dtype=np.float32)
+        yield EncodedBatch(good, vectors, errors)
+
+
 def _side_prompt(encoder: Any, side: Side) -> str | None:
     """The prompt `encode_query` / `encode_document` apply by default (None for a bare module)."""
     prompts = getattr(encoder, "prompts", None) or {}
@@ -136,6 +164,9 @@ def iter_embeddings(
         raise ValueError(f"side must be 'query' or 'document', got {side!r}")
     if batch_size <= 0 or prefetch <= 0:
         raise ValueError("batch_size and prefetch must be positive")
+    if not _has_ret2_module(encoder):  # a plugin's encoder: its own encode_query / encode_document
+        yield from _iter_generic(encoder, items, side, batch_size, normalize, image_root)
+        return
     module = _module_of(encoder)
     stack = None if encoder is module else encoder  # the sentence-transformers model, all modules
     prompt = _side_prompt(stack, side)
