@@ -7,48 +7,15 @@ from typing import Any
 
 import numpy as np
 
+from ret2_plugin.encoder.shape import embedding_dim, is_multi_vector, model_config
 from ret2_plugin.index import IndexBackend, SearchHit
 from ret2_plugin.items import Item
-from ret2_plugin.modeling import ReT2Config, ReT2Model
 from ret2_plugin.plugins import get_index_backend
 
 
 def open_index(backend: str, location: str, **options: Any) -> IndexBackend:
     """Open an existing index through the plugin registry (the index must exist)."""
     return get_index_backend(backend).open(location, **options)
-
-
-def model_config(encoder: Any) -> ReT2Config | None:
-    """The `ReT2Config` of the ReT model inside a sentence-transformers encoder; None for an encoder
-    without one (a plugin's encoder)."""
-    modules = getattr(encoder, "modules", None)
-    for module in modules() if callable(modules) else ():
-        if isinstance(module, ReT2Model):
-            return module.config
-    return None
-
-
-def is_multi_vector(encoder: Any) -> bool:
-    """Late-interaction (`[K, D]` per item) or single vector: the ReT config says, else the
-    encoder's class (sentence-transformers' `MultiVectorEncoder`) or its `multi_vector` attribute."""
-    config = model_config(encoder)
-    if config is not None:
-        return config.multi_vector
-    if any(cls.__name__ == "MultiVectorEncoder" for cls in type(encoder).__mro__):
-        return True
-    return bool(getattr(encoder, "multi_vector", False))
-
-
-def embedding_dim(encoder: Any) -> int:
-    """Width of one vector (after the encoder's later modules and `truncate_dim`)."""
-    for getter in ("get_embedding_dimension", "get_sentence_embedding_dimension"):
-        dim = getattr(encoder, getter, None)
-        if callable(dim) and dim():
-            return int(dim())
-    config = model_config(encoder)
-    if config is not None:
-        return int(config.embedding_dim)
-    raise TypeError(f"cannot tell the embedding width of {type(encoder).__name__} (no get_embedding_dimension())")
 
 
 def create_index(
@@ -115,3 +82,9 @@ def search(
     filters: dict[str, Any] | None = None,
 ) -> list[SearchHit]:
     return index.search(embed_query(encoder, text, image, instruction), top_k=top_k, filters=filters)
+
+
+__all__ = [
+    "create_index", "embed_queries", "embed_query", "embedding_dim", "is_multi_vector", "model_config", "open_index",
+    "query_input", "search",
+]

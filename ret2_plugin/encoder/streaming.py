@@ -67,7 +67,7 @@ def _iter_generic(
     encoder: Any, items: Iterable[Any], side: Side, batch_size: int, normalize: bool, root: Any
 ) -> Iterator[EncodedBatch]:
     from ret2_plugin.encoder.generic import generic_batches
-    from ret2_plugin.search import embedding_dim, is_multi_vector
+    from ret2_plugin.encoder.shape import embedding_dim, is_multi_vector
 
     if not all(callable(getattr(encoder, name, None)) for name in ("encode_query", "encode_document")):
         raise TypeError(
