@@ -9,27 +9,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from ret2_plugin import __version__
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for value in values or ():
-        key, sep, raw = value.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"ret2: {flag} expects KEY=VALUE, got {value!r}")
-        out[key] = _parse_value(raw)  # JSON values: year=2020 is a number, tag="2020" a string
-    return out
+from ret2_plugin.kv import parse_pairs
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
-    options = _pairs(args.option, "--option")
+    options = parse_pairs(args.option, "--option")
     if getattr(args, "es_url", None):
         options["hosts"] = args.es_url
     return options
@@ -95,7 +79,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         if not spec:
             raise SystemExit(f"ret2: index {args.index!r} does not record its model; pass --model")
         _, encoder = _load_encoder(name, spec, args.device)
-        filters = _pairs(args.filter, "--filter") or None
+        filters = parse_pairs(args.filter, "--filter") or None
         hits = search(encoder, index, text=args.text, image=args.image, instruction=args.instruction, top_k=args.k, filters=filters)
     finally:
         index.close()
