@@ -11,9 +11,13 @@ from haystack.document_stores.errors import DuplicateDocumentError
 from haystack.document_stores.types import DuplicatePolicy
 from haystack.testing.document_store import (
     CountDocumentsByFilterTest,
+    CountUniqueMetadataByFilterTest,
     DeleteAllTest,
     DeleteByFilterTest,
     DocumentStoreBaseTests,
+    GetMetadataFieldMinMaxTest,
+    GetMetadataFieldsInfoTest,
+    GetMetadataFieldUniqueValuesTest,
     UpdateByFilterTest,
 )
 
@@ -23,7 +27,9 @@ from ret2_plugin.integrations.memory import InMemoryBackend
 pytestmark = pytest.mark.unit
 
 
-class _Suite(DocumentStoreBaseTests, DeleteAllTest, DeleteByFilterTest, UpdateByFilterTest, CountDocumentsByFilterTest):
+class _Suite(DocumentStoreBaseTests, DeleteAllTest, DeleteByFilterTest, UpdateByFilterTest, CountDocumentsByFilterTest,
+             CountUniqueMetadataByFilterTest, GetMetadataFieldsInfoTest, GetMetadataFieldMinMaxTest,
+             GetMetadataFieldUniqueValuesTest):
     def test_write_documents(self, document_store: ReT2DocumentStore):
         """Haystack leaves the default policy to the store: ours is InMemoryDocumentStore's (FAIL)."""
         doc = Document(content="test doc", meta={"n": 1})
