@@ -339,3 +339,16 @@ class ReT2DocumentStore:
 
     async def count_documents_by_filter_async(self, filters: dict[str, Any]) -> int:
         return await self._in_thread(self.count_documents_by_filter, filters)
+
+    async def count_unique_metadata_by_filter_async(self, filters: dict[str, Any], metadata_fields: list[str]) -> dict[str, int]:
+        return await self._in_thread(self.count_unique_metadata_by_filter, filters, metadata_fields)
+
+    async def get_metadata_fields_info_async(self) -> dict[str, dict[str, str]]:
+        return await self._in_thread(self.get_metadata_fields_info)
+
+    async def get_metadata_field_min_max_async(self, metadata_field: str) -> dict[str, Any]:
+        return await self._in_thread(self.get_metadata_field_min_max, metadata_field)
+
+    async def get_metadata_field_unique_values_async(self, metadata_field: str, search_term: str | None = None, from_: int = 0,
+                                                     size: int = 10, filters: dict[str, Any] | None = None) -> tuple[list[Any], int]:
+        return await self._in_thread(self.get_metadata_field_unique_values, metadata_field, search_term, from_, size, filters)

@@ -18,6 +18,7 @@ from haystack.testing.document_store import (
 )
 
 from haystack_integrations.document_stores.ret2 import ReT2DocumentStore
+from tests.document_store.test_haystack_suite import ASYNC_SUITE
 
 pytestmark = pytest.mark.integration
 
@@ -58,3 +59,29 @@ class TestElasticsearchBackend(DocumentStoreBaseTests, DeleteAllTest, DeleteByFi
         values, total_count = document_store.get_metadata_field_unique_values(metadata_field="priority")
         assert total_count == 3
         assert {type(v): v for v in values} == {int: 1, str: "1", float: 1.0}
+
+
+@pytest.mark.slow
+class TestElasticsearchBackendAsync(*ASYNC_SUITE):
+    """Haystack's async DocumentStore test classes on the real node (slow: CI runs them)."""
+
+    document_store = TestElasticsearchBackend.document_store
+    assert_documents_are_equal = TestElasticsearchBackend.assert_documents_are_equal
+
+    @pytest.mark.asyncio
+    async def test_write_documents_async(self, document_store: ReT2DocumentStore):
+        doc = Document(content="test doc")
+        assert await document_store.write_documents_async([doc]) == 1
+        with pytest.raises(DuplicateDocumentError):
+            await document_store.write_documents_async([Document(id=doc.id, content="other")])
+        assert await document_store.filter_documents_async() == [doc]
+
+    @pytest.mark.asyncio
+    async def test_get_metadata_field_unique_values_distinct_types_async(self, document_store: ReT2DocumentStore):
+        """One type per Elasticsearch field: see the sync test of the same name."""
+        from haystack.document_stores.errors import DocumentStoreError
+
+        docs = [Document(content="Doc 1", meta={"priority": 1}), Document(content="Doc 4", meta={"priority": True})]
+        with pytest.raises(DocumentStoreError, match=docs[1].id):
+            await document_store.write_documents_async(docs)
+        assert await document_store.get_metadata_field_unique_values_async(metadata_field="priority") == ([1], 1)
