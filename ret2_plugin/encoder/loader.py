@@ -50,6 +50,17 @@ def _foreign_modules(folder: Path) -> list[str]:
     return head + [t for t in types[1:] if t not in SAFE_ST_MODULES]
 
 
+def _with_normalize(model: Any) -> Any:
+    """Single-vector ReT models return L2-normalised vectors, as the official `get_ret_features`
+    does: a sentence-transformers `Normalize` module follows ours (added when a folder has nothing
+    after our module; folders we save then carry it in `modules.json`)."""
+    from sentence_transformers.base.modules import Normalize
+
+    if len(model) == 1 and isinstance(model[0], ReT2Encoder) and not model[0].multi_vector:
+        model.append(Normalize())
+    return model
+
+
 def _multi_vector_of(folder: Path) -> bool:
     from ret2_plugin.modeling import CONFIG_NAME, ReT2Config
 
@@ -68,7 +79,8 @@ def load_encoder(
     image_root: str | None = None,
     **kwargs: Any,
 ) -> Any:
-    """Load a ReT model as a `SentenceTransformer` (single vector) or `MultiVectorEncoder` (ReT v1).
+    """Load a ReT model as a `SentenceTransformer` (single vector, L2-normalised like the official
+    code) or `MultiVectorEncoder` (ReT v1, each token vector L2-normalised).
 
     `precision` is the weights' dtype ("float32", "float16", "bfloat16"; half precisions are meant for
     CUDA). `image_workers` threads decode and preprocess images (default: one per core, at most 8);
@@ -93,7 +105,7 @@ def load_encoder(
                 "(trust_remote_code=True if you trust it)"
             )
         kwargs.setdefault("trust_remote_code", True)  # only our module, Dense and Normalize are imported
-        model = _st_class(_multi_vector_of(folder))(str(folder), device=device, **kwargs)
+        model = _with_normalize(_st_class(_multi_vector_of(folder))(str(folder), device=device, **kwargs))
         encoder = model[0]
         if isinstance(encoder, ReT2Encoder):
             if image_workers is not None:
@@ -102,7 +114,7 @@ def load_encoder(
                 encoder.image_root = image_root
     else:
         encoder = ReT2Encoder.from_model_dir(folder, **module_options)
-        model = _st_class(encoder.multi_vector)(modules=[encoder], device=device, **kwargs)
+        model = _with_normalize(_st_class(encoder.multi_vector)(modules=[encoder], device=device, **kwargs))
     if precision != "float32":
         model.to(PRECISIONS[precision])
     return model

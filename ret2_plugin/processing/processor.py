@@ -40,11 +40,16 @@ class ReT2Processor:
         cls,
         path: str | Path,
         *,
+        text_config: dict[str, Any] | None = None,
         text_model_name_or_path: str | None = None,
         vision_model_name_or_path: str | None = None,
         max_length: int | None = None,
     ) -> ReT2Processor:
-        """Files saved in `path` win; otherwise they come from the backbones' names / paths."""
+        """Files saved in `path` win; otherwise they come from the backbones' names / paths.
+
+        `text_config` (the text tower's config dict) is handed to the tokenizer loader for files in
+        `path`: the folder's own `config.json`, if any, describes the whole ReT model (an official
+        checkpoint's `model_type: "retriever"`), not the text tower."""
         folder = Path(path)
         text_source = str(folder) if _has_tokenizer_files(folder) else text_model_name_or_path
         vision_source = str(folder) if (folder / "preprocessor_config.json").is_file() else vision_model_name_or_path
@@ -52,7 +57,12 @@ class ReT2Processor:
             raise FileNotFoundError(
                 f"no tokenizer / image processor files in {folder} and no backbone name to load them from"
             )
-        tokenizer = AutoTokenizer.from_pretrained(text_source)
+        tokenizer_kwargs: dict[str, Any] = {}
+        if text_config and text_source == str(folder):
+            from ret2_plugin.modeling.backbones import config_from_dict
+
+            tokenizer_kwargs["config"] = config_from_dict(text_config)
+        tokenizer = AutoTokenizer.from_pretrained(text_source, **tokenizer_kwargs)
         image_processor = AutoImageProcessor.from_pretrained(vision_source)
         return cls(tokenizer, image_processor, max_length=max_length)
 
