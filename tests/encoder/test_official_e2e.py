@@ -80,7 +80,7 @@ def test_pooled_vectors_are_normalised_without_a_flag(variant) -> None:
 def test_converted_folder_loads_in_plain_sentence_transformers(variant, tmp_path: Path) -> None:
     """`ret2 convert` output: SentenceTransformer / MultiVectorEncoder(dir, trust_remote_code=True) and
     load_encoder give the official vectors; no absolute local path in what was written."""
-    from ret2_plugin.cli import main
+    from ret2_plugin.app.cli import main
 
     name, _ = variant
     out = tmp_path / "converted"
