@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ret2_plugin.atomic import atomic_write_json
+from ret2_plugin.encoder.loader import write_sentence_transformers_folder
 from ret2_plugin.items import ItemError
 
 from . import checkpoint as ckpt
@@ -336,6 +337,7 @@ class Trainer:
                 else:
                     self.model.save_pretrained(tmp)
                     self.processor.save_pretrained(tmp)
+                write_sentence_transformers_folder(tmp)  # loads in plain sentence-transformers too
                 ckpt.replace_dir(tmp, target)  # the old model stays until the new one is in place
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)

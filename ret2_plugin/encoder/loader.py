@@ -118,3 +118,17 @@ def load_encoder(
     if precision != "float32":
         model.to(PRECISIONS[precision])
     return model
+
+
+def write_sentence_transformers_folder(folder: str | Path) -> Path:
+    """Complete a plain model folder (`ret2_config.json` + weights + tokenizer / image-processor files,
+    as `ReT2Model.save_pretrained` + `ReT2Processor.save_pretrained` write it) in place into a
+    sentence-transformers folder (`modules.json`, module config, `Normalize` for single-vector models,
+    model card), so that `SentenceTransformer(folder, trust_remote_code=True)` loads it; the weights
+    are unchanged. Sentence-transformers writes some files in place: call it on a temporary folder that
+    is then renamed into place (as the trainer's export and the model store do)."""
+    folder = Path(folder)
+    model = load_encoder(folder, device="cpu")
+    model.save(str(folder))
+    return folder
+
