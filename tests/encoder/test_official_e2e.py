@@ -129,3 +129,61 @@ def test_loading_an_official_checkpoint_is_quiet(folder: Path) -> None:
         root.removeHandler(handler)
     spurious = [m for m in handler.messages if "to instantiate a model of type" in m or "within the vocabulary" in m]
     assert not spurious, spurious
+
+
+def _fake_hub_repo(cache: Path, repo_id: str, files: list[Path], edit_config=None) -> None:  # type: ignore[no-untyped-def]
+    """A snapshot in the Hugging Face cache layout, as `huggingface_hub` leaves it after a download."""
+    import shutil
+
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    snapshot.mkdir(parents=True)
+    for file in files:
+        shutil.copyfile(file, snapshot / file.name)
+    if edit_config is not None:
+        config = json.loads((snapshot / "config.json").read_text(encoding="utf-8"))
+        edit_config(config)
+        (snapshot / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(snapshot.name)
+
+
+def test_hub_ids_load_offline_from_the_hugging_face_cache(tmp_path: Path) -> None:
+    """`ret2 convert <hub id>` with HF_HUB_OFFLINE=1 and a cache holding (a) an official checkpoint with
+    its tokenizer / image-processor files and (b) one without them, as the published ReT checkpoints
+    are, whose backbone names (`text_config._name_or_path`) resolve to a cached CLIP repo."""
+    import subprocess
+    import sys
+
+    cache = tmp_path / "hub"
+    full = FIXTURE / "pooled" / "checkpoint"
+    _fake_hub_repo(cache, "aimagelab/ReT-tiny-pooled", sorted(full.iterdir()))
+    bare = FIXTURE / "multivector" / "checkpoint"
+
+    def name_backbones(config: dict) -> None:
+        for side in ("query_config", "passage_config"):
+            config[side]["text_config"]["_name_or_path"] = "openai/clip-tiny-test"
+            config[side]["vision_config"]["_name_or_path"] = "openai/clip-tiny-test"
+
+    _fake_hub_repo(cache, "aimagelab/ReT-tiny-multivector", [bare / "config.json", bare / "model.safetensors"], name_backbones)
+    processor_files = [p for p in sorted(bare.iterdir()) if p.name not in ("config.json", "model.safetensors")]
+    clip_config = tmp_path / "config.json"
+    official = json.loads((bare / "config.json").read_text(encoding="utf-8"))["query_config"]
+    clip_config.write_text(json.dumps({"model_type": "clip", "text_config": official["text_config"],
+                                       "vision_config": official["vision_config"]}), encoding="utf-8")
+    _fake_hub_repo(cache, "openai/clip-tiny-test", [*processor_files, clip_config])
+
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "HF_HOME": str(tmp_path / "hf")}
+    script = ("import sys; from ret2_plugin.app.cli import main; "
+              "sys.exit(main(['convert', 'aimagelab/ReT-tiny-pooled', sys.argv[1]]) "
+              "or main(['convert', 'aimagelab/ReT-tiny-multivector', sys.argv[2]]))")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "a"), str(tmp_path / "b")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for out, variant in ((tmp_path / "a", "pooled"), (tmp_path / "b", "multivector")):
+        model = load_encoder(out, device="cpu")
+        expected = np.load(FIXTURE / variant / "expected.npz")
+        for side, key in (("query", "query"), ("document", "passage")):
+            got = encode(model, side, [raw_input(item, side) for item in ITEMS])
+            np.testing.assert_allclose(got, expected[key], atol=TOLERANCE, rtol=0)
+    assert "within the vocabulary" not in done.stderr and "to instantiate a model of type" not in done.stderr
