@@ -78,6 +78,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from ret2_plugin.app.model_store import resolve_model
     from ret2_plugin.modeling import ReT2Model
+    from ret2_plugin.modeling.official import resolve_checkpoint_dir
     from ret2_plugin.processing import ReT2Processor
 
     from ret2_plugin.trainers.data import TrainingData
@@ -85,8 +86,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     path = resolve_model(args.model)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = ReT2Model.from_pretrained(path).to(device)
-    processor = ReT2Processor.from_pretrained(path)
+    folder = resolve_checkpoint_dir(path)  # hub ids too
+    model = ReT2Model.from_pretrained(folder).to(device)
+    processor = ReT2Processor.for_model(folder, model.config)
     data = TrainingData.load(args.queries, args.corpus)
     result = evaluate(model, processor, data.queries, data.corpus, device=device, queries_file=args.queries,
                       corpus_file=args.corpus, batch_size=args.batch_size, num_workers=args.workers)

@@ -221,13 +221,7 @@ class ReT2Encoder(InputModule):
         folder = official.resolve_checkpoint_dir(path)
         model = ReT2Model.from_pretrained(folder)
         config = model.config
-        processor = ReT2Processor.from_pretrained(
-            folder,
-            text_config=config.text_config,
-            text_model_name_or_path=config.text_model_name_or_path,
-            vision_model_name_or_path=config.vision_model_name_or_path,
-            max_length=config.max_text_length,
-        )
+        processor = ReT2Processor.for_model(folder, config)
         return cls(model, processor, **module_kwargs)
 
     @classmethod

@@ -66,6 +66,19 @@ class ReT2Processor:
         image_processor = AutoImageProcessor.from_pretrained(vision_source)
         return cls(tokenizer, image_processor, max_length=max_length)
 
+    @classmethod
+    def for_model(cls, path: str | Path, config: Any) -> ReT2Processor:
+        """The processor of the model saved in `path` (ours or an official checkpoint) whose
+        `ReT2Config` is `config`: files in `path` first, else the backbones' names (as the official
+        `init_tokenizer_and_image_processor` does)."""
+        return cls.from_pretrained(
+            path,
+            text_config=config.text_config,
+            text_model_name_or_path=config.text_model_name_or_path,
+            vision_model_name_or_path=config.vision_model_name_or_path,
+            max_length=config.max_text_length,
+        )
+
     def save_pretrained(self, path: str | Path) -> None:
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
