@@ -7,8 +7,6 @@ line or item is reported with file, line, id and reason.
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +14,7 @@ from typing import Any
 
 from ret2_plugin.index import IndexBackend, IndexRecord, WriteReport
 from ret2_plugin.items import Item, ItemError, read_jsonl
-
-_DONE = object()
-
+from ret2_plugin.workers import BoundedWorker
 
 @dataclass
 class IndexSummary:
@@ -102,20 +98,17 @@ def index_items(
             yield item
 
     pending = remember(_new_or_changed(backend, items, summary, max(batch_size, 256), source))
-    outbox: queue.Queue[Any] = queue.Queue(maxsize=2)
     reports: list[WriteReport] = []
     errors: list[BaseException] = []
 
-    def writer() -> None:
-        while (records := outbox.get()) is not _DONE:
-            try:
-                reports.append(backend.add(records))
-            except BaseException as exc:  # reported after the join, never swallowed
-                errors.append(exc)
-                reports.append(WriteReport(0, [(r.id, f"backend write failed: {exc}") for r in records]))
+    def write(records: list[IndexRecord]) -> None:
+        try:
+            reports.append(backend.add(records))
+        except Exception as exc:  # reported per item below, never swallowed
+            errors.append(exc)
+            reports.append(WriteReport(0, [(r.id, f"backend write failed: {exc}") for r in records]))
 
-    thread = threading.Thread(target=writer, name="ret2-index-writer", daemon=True)
-    thread.start()
+    outbox = BoundedWorker(write, depth=2, name="ret2-index-writer")
     progress = None
     if show_progress_bar:
         from tqdm.auto import tqdm
@@ -127,15 +120,16 @@ def index_items(
         ):
             for item, reason in failures:
                 summary.failed.append(ItemError(source, item.line or 0, item.id, reason))
-            outbox.put([_record(item, vector) for item, vector in zip(batch_items, vectors)])
+            outbox.submit([_record(item, vector) for item, vector in zip(batch_items, vectors)])
             if progress is not None:
                 progress.update(len(batch_items) + len(failures))
     finally:
-        outbox.put(_DONE)
-        thread.join()
-        if progress is not None:
-            progress.close()
-        backend.persist()  # what was written stays written, even when embedding failed part-way
+        try:
+            outbox.close()  # waits for the writes in flight
+        finally:
+            if progress is not None:
+                progress.close()
+            backend.persist()  # what was written stays written, even when embedding failed part-way
     for report in reports:
         summary.indexed += report.written
         for item_id, reason in report.failed:
