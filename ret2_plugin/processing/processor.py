@@ -7,6 +7,7 @@ processor with `image_mask = 0`. Tokenizer called with padding + truncation (CLI
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,12 @@ class ReT2Processor:
         `path`: the folder's own `config.json`, if any, describes the whole ReT model (an official
         checkpoint's `model_type: "retriever"`), not the text tower."""
         folder = Path(path)
+        if text_config is None and text_model_name_or_path is None and vision_model_name_or_path is None:
+            from ret2_plugin.modeling.official import config_from_official, is_official_checkpoint
+
+            if is_official_checkpoint(folder):  # the backbones it names, as the official code reads them
+                official = config_from_official(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+                return cls.for_model(folder, official)
         text_source = str(folder) if _has_tokenizer_files(folder) else text_model_name_or_path
         vision_source = str(folder) if (folder / "preprocessor_config.json").is_file() else vision_model_name_or_path
         if not text_source or not vision_source:
