@@ -45,7 +45,7 @@ def _add_backend_args(parser: argparse.ArgumentParser) -> None:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from ret2_plugin.encoder import load_encoder
-    from ret2_plugin.indexing import index_corpus
+    from ret2_plugin.indexing import IndexingAborted, index_corpus
     from ret2_plugin.model_store import resolve_model
     from ret2_plugin.search import create_index
 
@@ -58,15 +58,22 @@ def cmd_index(args: argparse.Namespace) -> int:
             show_progress_bar=not args.json and not args.no_progress,
         )
         total = index.count()
+    except IndexingAborted as exc:  # the backend failed as a whole: say what was written, no traceback
+        if args.json:
+            print(json.dumps({**exc.summary.to_dict(), "index": args.index, "backend": args.backend, "error": str(exc)}, indent=2))
+        print(f"ret2: error: {exc}", file=sys.stderr)
+        return 2
     finally:
         index.close()
     result = {**summary.to_dict(), "index": args.index, "backend": args.backend, "model": model, "count": total}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"indexed {summary.indexed}, unchanged {summary.unchanged}, failed {len(summary.failed)}; {total} in {args.index}")
+        print(f"{summary.describe()}; {total} in {args.index}")
         for failure in summary.failed:
             print(f"  FAILED {failure}", file=sys.stderr)
+        for unknown in summary.unknown:
+            print(f"  UNKNOWN {unknown}", file=sys.stderr)
     nothing_valid = summary.failed and not (summary.indexed or summary.unchanged)
     return 1 if (args.strict and summary.failed) or nothing_valid else 0
 
