@@ -12,6 +12,7 @@ The client's own retries are off for these requests: a stalled node costs one ti
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from ret2_plugin.index import WriteReport
 
 from .connection import ElasticsearchConnectionError
 
+log = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({429, 502, 503, 504})  # overloaded / shard moving: the same request may succeed later
 SPLIT_STATUSES = frozenset({400, 413})  # the whole request refused because of what some documents hold
 
@@ -177,6 +179,7 @@ class BulkSender:
             except ApiError as exc:
                 status, reason = exc.meta.status, api_reason(exc.body)
                 if status in SPLIT_STATUSES:
+                    log.debug("bulk of %d docs rejected (HTTP %s: %s); bisecting", len(pending), status, reason)
                     if len(pending) > 1:  # whose fault? halve until each offender is alone
                         middle = len(pending) // 2
                         self._deliver(pending[:middle], report)
@@ -195,7 +198,9 @@ class BulkSender:
                 last = f"{'no answer within the request timeout' if timed_out else 'connection failed'} ({exc.message})"
                 unreachable = not timed_out
                 in_doubt.update(d.id for d in pending)
+                sent = len(pending)
                 pending = self._reconcile(pending, in_doubt, report)
+                log.debug("bulk of %d docs: %s; %d confirmed by mget, %d to resend", sent, last, sent - len(pending), len(pending))
             else:
                 retry = []
                 for doc, item in zip(pending, response["items"]):
@@ -205,6 +210,7 @@ class BulkSender:
                         report.written += 1
                         self.on_outcome(1)
                     elif status in RETRY_STATUSES:
+                        log.debug("doc %r: HTTP %s, will retry", doc.id, status)
                         retry.append(doc)
                         last = f"HTTP {status}: {api_reason(result.get('error', result))}"
                     else:

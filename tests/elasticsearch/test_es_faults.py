@@ -1,7 +1,8 @@
 """Elasticsearch under faults, against real nodes: a rejected request is bisected, a killed node gives a
 summary and a resumable run, a stalled node is bounded by the deadline, a timeout is reconciled.
 
-The kill / pause tests use a node of their own (`own_node`), never the shared session node.
+The kill / pause tests use a node of their own (`own_node`), never the shared session node; the two that
+kill and restart it are marked slow.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def _backend(node: ESNode, name: str, **options: Any) -> ElasticsearchBackend:
     return ElasticsearchBackend.open(name, dim=8, **node.backend_options(), **options)
 
 
+@pytest.mark.slow  # a SIGKILL and a restart of the node: a minute or two
 def test_node_killed_mid_add_reports_what_was_written_and_resumes(node, index_name):
     vectors = unit_vectors(200, 8)
     backend = _backend(node, index_name, chunk_size=20, bulk_max_retries=2, initial_backoff=0.1)
@@ -161,6 +163,7 @@ def test_timeout_is_reconciled_not_called_a_failure(node, index_name):
     assert sorted(backend.content_hashes([f"d{i}" for i in range(30)]).values()) == sorted(f"h{i}" for i in range(30))
 
 
+@pytest.mark.slow  # a SIGKILL and a restart of the node: a minute or two
 def test_cli_node_killed_mid_run_then_rerun_resumes(node, tiny_model_dir: Path, tmp_path: Path, capsys,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from ret2_plugin.cli import main
