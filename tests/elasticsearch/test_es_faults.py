@@ -166,7 +166,7 @@ def test_timeout_is_reconciled_not_called_a_failure(node, index_name):
 @pytest.mark.slow  # a SIGKILL and a restart of the node: a minute or two
 def test_cli_node_killed_mid_run_then_rerun_resumes(node, tiny_model_dir: Path, tmp_path: Path, capsys,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from ret2_plugin.cli import main
+    from ret2_plugin.app.cli import main
 
     monkeypatch.setenv("ELASTICSEARCH_USERNAME", node.username)
     monkeypatch.setenv("ELASTICSEARCH_PASSWORD", node.password)
