@@ -7,7 +7,8 @@ leaves what was in flight UNKNOWN: those ids are looked up (`mget`, comparing th
 sent) before being resent, and are reported as unknown (never as failed) when the node cannot be asked.
 Upserts by `_id` make every resend safe: never a duplicate. An overall deadline bounds the run (each
 request's timeout is cut to the time left); when it passes, `DeadlineExceeded` carries the report so far.
-The client's own retries are off for these requests: a stalled node costs one timeout, not four.
+The client never resends after a timeout (a stalled node costs one timeout, not four); it still fails
+over to another node after a refused or dropped connection (safe: upserts).
 """
 
 from __future__ import annotations
@@ -89,11 +90,12 @@ class Deadline:
 
 
 def bounded(client: Any, deadline: Deadline, request_timeout: float | None) -> Any:
-    """The client for one request: timeout cut to the deadline, no transport retries (we retry, knowing
-    what is in doubt). Raises DeadlineExceeded when no time is left."""
+    """The client for one request: timeout cut to the deadline, no resend after a timeout (we reconcile,
+    knowing what is in doubt); failover to other nodes after connection errors is kept. Raises
+    DeadlineExceeded when no time is left."""
     if deadline.expired():
         raise DeadlineExceeded(f"{deadline.describe()} passed")
-    return client.options(request_timeout=deadline.timeout(request_timeout), max_retries=0, retry_on_timeout=False)
+    return client.options(request_timeout=deadline.timeout(request_timeout), retry_on_timeout=False)
 
 
 def api_reason(error: Any) -> str:

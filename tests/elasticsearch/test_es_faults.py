@@ -65,6 +65,19 @@ def test_request_level_rejection_is_bisected_to_the_offender(es_client, es_optio
     assert es_client.count(index=index_name)["count"] == 12
 
 
+def test_timed_out_writes_found_by_mget_are_written_not_failed(es_client, es_options, index_name):
+    """Every bulk times out (refresh=wait_for, refreshes 2 min apart, 1.5 s request timeout) although ES
+    stores the documents: only the mget reconciliation can tell, and it must say "written"."""
+    backend = ElasticsearchBackend.open(index_name, dim=8, refresh="wait_for", request_timeout=1.5, chunk_size=10,
+                                        bulk_max_retries=0, **es_options)
+    es_client.indices.put_settings(index=index_name, settings={"index": {"refresh_interval": "120s"}})
+    started = time.monotonic()
+    report = backend.add(_records(unit_vectors(20, 8)))
+    assert (report.written, report.failed, report.unknown) == (20, [], [])
+    assert time.monotonic() - started < 30
+    assert backend.content_hashes(["d0", "d19"]) == {"d0": "h0", "d19": "h19"}
+
+
 # -- on a node of our own: killed, restarted, paused -------------------------------------------------
 
 @pytest.fixture(scope="module")
