@@ -228,6 +228,7 @@ class ElasticsearchBackend:
 
     def get(self, ids: Sequence[str]) -> list[IndexRecord]:
         """Stored records (with their vectors) in the order of `ids`; missing ids are skipped."""
+        ids = check_ids(ids)
         out: list[IndexRecord] = []
         for start in range(0, len(ids), 500):
             docs = self.client.mget(index=self.index, ids=list(ids[start:start + 500]))["docs"]
@@ -235,6 +236,7 @@ class ElasticsearchBackend:
         return out
 
     def content_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        ids = check_ids(ids)
         hashes: dict[str, str] = {}
         for start in range(0, len(ids), 1000):
             with self._translated("looking up content hashes"):
