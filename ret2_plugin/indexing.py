@@ -9,8 +9,6 @@ running again resumes (items stored with the same content hash are skipped, upse
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +16,7 @@ from typing import Any
 
 from ret2_plugin.index import IndexBackend, IndexRecord, WriteReport
 from ret2_plugin.items import Item, ItemError, read_jsonl
-
-_DONE = object()
-
+from ret2_plugin.workers import BoundedWorker
 
 @dataclass
 class IndexSummary:
@@ -127,21 +123,18 @@ def index_items(
 
     errors: list[BaseException] = []
     pending = remember(_new_or_changed(backend, items, summary, max(batch_size, 256), source, errors))
-    outbox: queue.Queue[Any] = queue.Queue(maxsize=2)
     reports: list[WriteReport] = []
 
-    def writer() -> None:
-        while (records := outbox.get()) is not _DONE:
-            if errors:
-                continue  # the run is stopping: batches still queued are not sent (a re-run embeds them)
-            try:
-                reports.append(backend.add(records))
-            except BaseException as exc:  # reported after the join, never swallowed
-                errors.append(exc)
-                reports.append(getattr(exc, "report", None) or WriteReport())  # what landed before it failed
+    def write(records: list[IndexRecord]) -> None:
+        if errors:
+            return  # the run is stopping: batches still queued are not sent (a re-run embeds them)
+        try:
+            reports.append(backend.add(records))
+        except Exception as exc:  # the backend as a whole: the run stops, raised below with the summary
+            errors.append(exc)
+            reports.append(getattr(exc, "report", None) or WriteReport())  # what landed before it failed
 
-    thread = threading.Thread(target=writer, name="ret2-index-writer", daemon=True)
-    thread.start()
+    outbox = BoundedWorker(write, depth=2, name="ret2-index-writer")
     progress = None
     if show_progress_bar:
         from tqdm.auto import tqdm
@@ -153,22 +146,22 @@ def index_items(
         ):
             for item, reason in failures:
                 summary.failed.append(ItemError(source, item.line or 0, item.id, reason))
-            outbox.put([_record(item, vector) for item, vector in zip(batch_items, vectors)])
+            outbox.submit([_record(item, vector) for item, vector in zip(batch_items, vectors)])
             if progress is not None:
                 progress.update(len(batch_items) + len(failures))
             if errors:
                 break
     except BaseException:
-        _finish(outbox, thread, progress)
+        _finish(outbox, progress)
         _persist(backend, [RuntimeError("interrupted")])  # what was written stays written; never hides the error
         raise
-    _finish(outbox, thread, progress)
+    _finish(outbox, progress)
     _persist(backend, errors)
     for report in reports:
         summary.indexed += report.written
         for item_id, reason in report.failed:
             summary.failed.append(ItemError(source, lines.get(item_id) or 0, item_id, reason))
-        for item_id, reason in getattr(report, "unknown", ()):
+        for item_id, reason in report.unknown:
             summary.unknown.append(ItemError(source, lines.get(item_id) or 0, item_id, reason))
     if errors:
         raise IndexingAborted(
@@ -177,11 +170,12 @@ def index_items(
     return summary
 
 
-def _finish(outbox: queue.Queue[Any], thread: threading.Thread, progress: Any) -> None:
-    outbox.put(_DONE)
-    thread.join()
-    if progress is not None:
-        progress.close()
+def _finish(outbox: BoundedWorker[list[IndexRecord]], progress: Any) -> None:
+    try:
+        outbox.close()  # waits for the writes in flight
+    finally:
+        if progress is not None:
+            progress.close()
 
 
 def _persist(backend: IndexBackend, errors: list[BaseException]) -> None:

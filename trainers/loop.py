@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ret2_plugin.atomic import atomic_write_json
 from ret2_plugin.items import ItemError
+from ret2_plugin.precision import torch_dtype
 
 from . import checkpoint as ckpt
 from . import distributed as du
@@ -32,7 +33,6 @@ from .logging import MetricsLogger, plot_metrics
 from .losses import ContrastiveLoss, LossOutput
 from .optim import build_optimizer, param_groups, set_backbone_mode, warmup_cosine
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # settings a resume must share with the checkpoint (they fix the data order and the lr schedule)
 RESUME_KEYS = ("batch_size", "grad_accum_steps", "num_epochs", "max_steps", "world_size")
 
@@ -95,7 +95,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.precision = resolve_precision(cfg, self.device)
-        self.amp_dtype = PRECISIONS[self.precision]
+        self.amp_dtype = None if self.precision == "fp32" else torch_dtype(self.precision)
         self.out = Path(cfg.output_dir)
         torch.manual_seed(cfg.seed)
 

@@ -24,12 +24,12 @@ from . import mapping as mp
 from .bulk import BulkSettings, RecordEncoder, decode_tokens, write_records
 from .connection import CONNECTION_KEYS, check_connection, connect, describe
 from .filters import to_es_query
+from .layout import IMAGE_FIELD, LayoutEncoder, meta_of
 from .maintenance import copy_index, delete_matching
 from .queries import MAX_NUM_CANDIDATES, bm25_body, default_num_candidates, knn_body, raw_similarity, rrf_fuse
 from .sender import Deadline, DeadlineExceeded, ElasticsearchUnavailable
 
 log = logging.getLogger(__name__)
-_HAYSTACK_FIELDS = {"id", "content", "embedding", "sparse_embedding", "blob", "score", mp.TOKENS_FIELD}
 _BULK_KEYS = {"chunk_size": "chunk_size", "max_chunk_bytes": "max_chunk_bytes", "bulk_max_retries": "max_retries",
               "initial_backoff": "initial_backoff", "max_backoff": "max_backoff"}
 
@@ -58,7 +58,11 @@ class ElasticsearchBackend:
         self._request_timeout = float(self._connection.get("request_timeout") or 30)
         self._meta_prefix: str = layout.get("meta_prefix", "meta.")
         self._text_field: str = layout.get("text_field", "text")
-        self._encoder = RecordEncoder(dim=self.dim, multi_vector=self.multi_vector, normalise_vectors=self.similarity == "cosine")
+        self._v1 = self._meta_prefix == "meta."  # layout v1 (`text`, `image`, `meta.*`); else v2 = Haystack's
+        self._encoder = (
+            RecordEncoder(dim=self.dim, multi_vector=self.multi_vector, normalise_vectors=self.similarity == "cosine")
+            if self._v1 else LayoutEncoder(dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity)
+        )
 
     def __repr__(self) -> str:
         return f"ElasticsearchBackend(index={self.index!r}, at={self._where!r}, dim={self.dim}, multi_vector={self.multi_vector})"
@@ -169,7 +173,7 @@ class ElasticsearchBackend:
                 raise RuntimeError(f"delete failed for {len(real)} ids, first: {real[0]}")
             deleted += len(ids) - missing
             self._dirty = True
-        query = to_es_query(filters, self._meta_prefix)
+        query = to_es_query(filters, self._meta_prefix, self._text_field)
         if query is not None:
             self._refresh_if_dirty(force=self._dirty)  # delete_by_query only sees refreshed documents
             deleted += delete_matching(self.client, self.index, query)
@@ -223,7 +227,7 @@ class ElasticsearchBackend:
 
     def count(self, filters: dict[str, Any] | None = None) -> int:
         self._refresh_if_dirty()
-        query = to_es_query(filters, self._meta_prefix)
+        query = to_es_query(filters, self._meta_prefix, self._text_field)
         return int(self.client.count(index=self.index, query=query or {"match_all": {}})["count"])
 
     def get(self, ids: Sequence[str]) -> list[IndexRecord]:
@@ -234,6 +238,15 @@ class ElasticsearchBackend:
             docs = self.client.mget(index=self.index, ids=list(ids[start:start + 500]))["docs"]
             out += [self._encoder.record(d["_id"], d["_source"]) for d in docs if d.get("found")]
         return out
+
+    def ids(self, filters: dict[str, Any] | None = None) -> list[str]:
+        """Ids of the documents that match `filters` (all without), in index order."""
+        from elasticsearch.helpers import scan
+
+        query = to_es_query(filters, self._meta_prefix, self._text_field) or {"match_all": {}}
+        self._refresh_if_dirty()
+        hits = scan(self.client, index=self.index, query={"query": query, "sort": ["_doc"]}, _source=False, preserve_order=True)
+        return [hit["_id"] for hit in hits]
 
     def content_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         ids = check_ids(ids)
@@ -268,7 +281,7 @@ class ElasticsearchBackend:
             raise ValueError(f"top_k must be at most {MAX_NUM_CANDIDATES} on Elasticsearch, got {top_k!r}")
         self._refresh_if_dirty()
         vector = self._encoder.vector_for_query(query)
-        filter_query = to_es_query(filters, self._meta_prefix)
+        filter_query = to_es_query(filters, self._meta_prefix, self._text_field)
         window = top_k if text is None else min(MAX_NUM_CANDIDATES, rank_window or max(2 * top_k, 20))
         k = window
         if self.multi_vector:
@@ -297,11 +310,10 @@ class ElasticsearchBackend:
     def _hit(self, raw: dict[str, Any], score: float) -> SearchHit:
         source = raw.get("_source", {})
         text = source.get(self._text_field)
-        if self._meta_prefix:
-            meta = dict(source.get("meta") or {})
-        else:  # Haystack's document store: every field but its own is a meta key
-            meta = {k: v for k, v in source.items() if k not in _HAYSTACK_FIELDS}
-        return SearchHit(raw["_id"], score, text, source.get("image") if self._meta_prefix else None, meta)
+        if self._v1:
+            return SearchHit(raw["_id"], score, text, source.get("image"), dict(source.get("meta") or {}))
+        # layout v2 / Haystack's document store: every top-level field but the document's own is a meta key
+        return SearchHit(raw["_id"], score, text, source.get(IMAGE_FIELD), meta_of(source))
 
     def _vector_hits(self, response: Any, query: np.ndarray, top_k: int, threshold: float | None) -> list[SearchHit]:
         raw_hits = response["hits"]["hits"]
@@ -338,7 +350,20 @@ class ElasticsearchBackend:
         body = mp.build_index_body(dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity,
                                    info=self.info, **mapping_options)
         _create(self.client, new_index, body)
-        copy_index(self.client, self.index, new_index, chunk_size=self._bulk.chunk_size)
+        if self._v1:  # layout v1 -> v2: documents change shape, so they are decoded and re-encoded here
+            from elasticsearch.helpers import scan
+
+            target_layout = _read_layout(self.client, new_index)
+            assert target_layout is not None
+            target = type(self)(self.client, new_index, target_layout, where=self._where, bulk=self._bulk, refresh=True,
+                                connection={**self._connection, "client": self.client})
+            hits = scan(self.client, index=self.index, query={"query": {"match_all": {}}}, size=self._bulk.chunk_size)
+            report = target.add(self._encoder.record(h["_id"], h["_source"]) for h in hits)
+            if report.failed:
+                raise RuntimeError(f"reindex {self.index!r} -> {new_index!r}: {len(report.failed)} documents failed, "
+                                   f"first: {report.failed[0]}")
+        else:
+            copy_index(self.client, self.index, new_index, chunk_size=self._bulk.chunk_size)
         if alias:
             actions: list[dict[str, Any]] = [{"add": {"index": new_index, "alias": alias}}]
             if self.client.indices.exists_alias(name=alias):

@@ -14,11 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ret2_plugin.encoder.st_module import ReT2Encoder
+from ret2_plugin.precision import apply as apply_precision
+from ret2_plugin.precision import canonical as canonical_precision
 
-PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _OUR_MODULE = f"{ReT2Encoder.__module__}.{ReT2Encoder.__name__}"
 # sentence-transformers modules allowed after ours. Only these: others (Transformer, Router, ...) forward
 # trust_remote_code to Hugging Face loaders, which would run `auto_map` code shipped in the folder.
@@ -62,7 +61,7 @@ def _multi_vector_of(folder: Path) -> bool:
 def load_encoder(
     path_or_id: str | Path,
     device: str | None = None,
-    precision: str = "float32",
+    precision: str = "fp32",
     *,
     image_workers: int | None = None,
     image_root: str | None = None,
@@ -70,14 +69,13 @@ def load_encoder(
 ) -> Any:
     """Load a ReT model as a `SentenceTransformer` (single vector) or `MultiVectorEncoder` (ReT v1).
 
-    `precision` is the weights' dtype ("float32", "float16", "bfloat16"; half precisions are meant for
-    CUDA). `image_workers` threads decode and preprocess images (default: one per core, at most 8);
+    `precision` (`ret2_plugin.precision`): "fp32", "fp16", "bf16" (the weights' dtype; half precisions
+    are meant for CUDA; aliases float32 / float16 / bfloat16) or "int8" (CPU dynamic quantisation). `image_workers` threads decode and preprocess images (default: one per core, at most 8);
     `image_root` confines relative image paths to a folder. Other keyword arguments (`prompts`,
     `default_prompt_name`, `similarity_fn_name`, ...) go to the sentence-transformers constructor.
     Plain `encode` uses the document side; use `encode_query` / `encode_document` for retrieval.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    precision = canonical_precision(precision)
     from ret2_plugin.modeling.official import resolve_checkpoint_dir
 
     folder = Path(path_or_id)
@@ -103,6 +101,6 @@ def load_encoder(
     else:
         encoder = ReT2Encoder.from_model_dir(folder, **module_options)
         model = _st_class(encoder.multi_vector)(modules=[encoder], device=device, **kwargs)
-    if precision != "float32":
-        model.to(PRECISIONS[precision])
+    if precision != "fp32":
+        apply_precision(model, precision, device=model.device)
     return model

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer
 
-from ret2_plugin.items import Item
+from ret2_plugin.items import Item, Side
 from ret2_plugin.processing.fast_pixels import fast_pixel_values
 from ret2_plugin.processing.images import load_image
 
 PLACEHOLDER_SIZE = (336, 336)
-Side = Literal["query", "document"]
 
 
 def _has_tokenizer_files(folder: Path) -> bool:
