@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +81,19 @@ def search(
     instruction: str | None = None,
     top_k: int = 10,
     filters: dict[str, Any] | None = None,
+    hybrid: bool = False,
 ) -> list[SearchHit]:
-    return index.search(embed_query(encoder, text, image, instruction), top_k=top_k, filters=filters)
+    """Nearest items to the query. `hybrid`: also BM25 on `text`, fused with kNN by RRF (then `score` is
+    the RRF score), on backends that have BM25 (Elasticsearch); ValueError elsewhere or without text."""
+    extra: dict[str, Any] = {}
+    if hybrid:
+        if not text:
+            raise ValueError("hybrid search needs query text (--text) for its BM25 side")
+        if "text" not in inspect.signature(index.search).parameters:
+            raise ValueError(f"the {getattr(index, 'name', type(index).__name__)} backend has no BM25: hybrid search "
+                             "needs a backend that supports it, e.g. elasticsearch")
+        extra["text"] = text
+    return index.search(embed_query(encoder, text, image, instruction), top_k=top_k, filters=filters, **extra)
 
 
 __all__ = [
