@@ -52,3 +52,21 @@ def test_deadline_cuts_request_timeouts_and_refuses_when_spent():
     for bad in (0, -1, "10", True):
         with pytest.raises(ValueError, match="deadline must be"):
             Deadline(bad)  # type: ignore[arg-type]
+
+
+def test_every_backend_refuses_a_600_byte_id_with_the_same_reason(tmp_path):
+    from ret2_plugin.integrations.faiss import FaissBackend
+    from ret2_plugin.integrations.memory import InMemoryBackend
+
+    records = [IndexRecord("ok", np.ones(4, np.float32)), IndexRecord("x" * 600, np.ones(4, np.float32))]
+    want = [("x" * 600, "id is 600 bytes long (UTF-8); ids may have at most 512 bytes")]
+    try:
+        memory = InMemoryBackend.open("memory-unit-long-id", dim=4)
+        report = memory.add(records)
+        assert (report.written, report.failed) == (1, want)
+    finally:
+        InMemoryBackend.drop("memory-unit-long-id")
+    report = FaissBackend.open(str(tmp_path / "ix"), dim=4).add(records)
+    assert (report.written, report.failed) == (1, want)
+    with pytest.raises(ValueError, match="600 bytes long"):
+        RecordEncoder(dim=4, multi_vector=False, normalise_vectors=True).source(records[1])
