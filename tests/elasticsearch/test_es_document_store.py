@@ -62,6 +62,7 @@ class TestElasticsearchBackend(DocumentStoreBaseTests, DeleteAllTest, DeleteByFi
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not ASYNC_SUITE, reason="pytest-asyncio (dev extra) is not installed")
 class TestElasticsearchBackendAsync(*ASYNC_SUITE):
     """Haystack's async DocumentStore test classes on the real node (slow: CI runs them)."""
 
