@@ -23,6 +23,7 @@ from ret2_plugin.index import (
     check_extra,
     check_ids,
     check_meta,
+    check_record_fields,
     check_similarity,
     check_top_k,
     maxsim,
@@ -87,19 +88,14 @@ class InMemoryBackend:
 
     def _prepare(self, record: IndexRecord) -> IndexRecord | str:
         """The record to store (own copies, normalised), or the reason it is refused."""
-        if not isinstance(record.id, str) or not record.id:
-            return f"id must be a non-empty string, got {record.id!r}"
         try:
+            check_record_fields(record)  # id (<= 512 UTF-8 bytes), text / image / content_hash types
             vector = None if record.embedding is None else prepare_embedding(
                 record.embedding, dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity)
             meta = json.loads(check_meta(record.meta))  # a deep copy, exactly what FAISS / ES would store
             extra = check_extra(record.extra)
         except ValueError as exc:
             return str(exc)
-        for field in ("text", "image", "content_hash"):
-            value = getattr(record, field)
-            if value is not None and not isinstance(value, str):
-                return f"{field} must be a string or None, got {type(value).__name__}"
         return IndexRecord(record.id, vector, record.text, record.image, meta, record.content_hash, extra)
 
     def add(self, records: Iterable[IndexRecord]) -> WriteReport:

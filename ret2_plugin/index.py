@@ -6,8 +6,8 @@ one vector per item (`[D]`, ReT-2) or K token vectors (`[K, D]`, ReT v1 late int
 MaxSim). Backends are created or reopened with `Backend.open(location, ...)` and chosen by name through
 the plugin registry (`ret2_plugin.plugins.get_index_backend`).
 
-Every backend validates with the same helpers below (`prepare_embedding`, `check_meta`, `check_ids`,
-`check_top_k`, `check_similarity`), so a record or query refused by one backend is refused by all, for
+Every backend validates with the same helpers below (`prepare_embedding`, `check_meta`,
+`check_record_fields`, `check_ids`, `check_top_k`, `check_similarity`), so a record or query refused by one backend is refused by all, for
 the same reason, and scores agree across backends.
 """
 
@@ -60,9 +60,10 @@ class WriteReport:
 
     written: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
+    unknown: list[tuple[str, str]] = field(default_factory=list)  # (id, why): sent, outcome not confirmed
 
     def merge(self, other: WriteReport) -> WriteReport:
-        return WriteReport(self.written + other.written, self.failed + other.failed)
+        return WriteReport(self.written + other.written, self.failed + other.failed, self.unknown + other.unknown)
 
 
 def check_extra(extra: Any) -> dict[str, Any] | None:
@@ -216,6 +217,28 @@ def prepare_embedding(
             raise ValueError(f"{what} has a zero vector, which cannot be L2-normalised for cosine similarity")
         out /= norms
     return np.ascontiguousarray(out)
+
+
+MAX_ID_BYTES = 512
+"""Longest record id, in UTF-8 bytes (Elasticsearch's `_id` limit; one rule so an index can move between backends)."""
+
+
+def check_record_fields(record: IndexRecord) -> None:
+    """ValueError(reason) unless `record.id` is a non-empty string of at most MAX_ID_BYTES UTF-8 bytes and
+    text / image / content_hash are strings or None (the record-level checks besides embedding and meta)."""
+    doc_id = record.id
+    if not isinstance(doc_id, str) or not doc_id:
+        raise ValueError(f"id must be a non-empty string, got {str(doc_id)[:80]!r}")
+    try:
+        size = len(doc_id.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"id is not valid Unicode text: {exc.reason} at position {exc.start}") from None
+    if size > MAX_ID_BYTES:
+        raise ValueError(f"id is {size} bytes long (UTF-8); ids may have at most {MAX_ID_BYTES} bytes")
+    for name in ("text", "image", "content_hash"):
+        value = getattr(record, name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name} must be a string or None, got {type(value).__name__}")
 
 
 def check_ids(ids: Sequence[str] | None) -> list[str]:

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ret2_plugin.atomic import atomic_write_json
-from ret2_plugin.encoder.loader import write_sentence_transformers_folder
+from ret2_plugin.encoder.loader import saved_prompts, write_sentence_transformers_folder
 from ret2_plugin.items import ItemError
 from ret2_plugin.precision import torch_dtype
 
@@ -270,7 +270,8 @@ class Trainer:
             assert self.eval_data is not None
             result = evaluate(self.model, self.processor, self.eval_data.queries, self.eval_data.corpus, device=self.device,
                               queries_file=self.eval_data.queries_file, corpus_file=self.eval_data.corpus_file,
-                              batch_size=self.config.eval_batch_size, num_workers=self.config.num_workers, autocast_dtype=self.amp_dtype)
+                              batch_size=self.config.eval_batch_size, num_workers=self.config.num_workers, autocast_dtype=self.amp_dtype,
+                              prompts=saved_prompts(self.config.model))
             self._add_errors([ItemError(**e) for e in result.pop("errors")])
             self.last_eval = {"step": self.step, **result}
             self.metrics.log({"kind": "eval", **self.last_eval})

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ret2_plugin.index import IndexRecord, check_extra, check_meta, prepare_embedding
+from ret2_plugin.index import IndexRecord, check_extra, check_meta, check_record_fields, prepare_embedding
 
 from .bulk import RecordEncoder, decode_tokens, encode_tokens, pooled
 from .mapping import TOKENS_FIELD, VECTOR_FIELD
@@ -47,10 +47,7 @@ class LayoutEncoder(RecordEncoder):
 
     def source(self, record: IndexRecord) -> dict[str, Any]:
         """The `_source` for `record`; ValueError(reason) when it cannot be stored."""
-        for name in ("text", "image", "content_hash"):
-            value = getattr(record, name)
-            if value is not None and not isinstance(value, str):
-                raise ValueError(f"{name} must be a string or None, got {type(value).__name__}")
+        check_record_fields(record)  # id (<= 512 UTF-8 bytes), text / image / content_hash types
         meta = json.loads(check_meta(record.meta))
         clash = sorted(k for k in meta if k in RESERVED and not (k == IMAGE_FIELD and meta[k] == record.image))
         if clash:

@@ -44,7 +44,7 @@ def _load_encoder(name: str, spec: str | None, device: str | None) -> tuple[str,
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from ret2_plugin.indexing import index_corpus
+    from ret2_plugin.indexing import IndexingAborted, index_corpus
     from ret2_plugin.search import create_index
 
     model, encoder = _load_encoder(args.encoder, args.model, args.device)
@@ -55,15 +55,22 @@ def cmd_index(args: argparse.Namespace) -> int:
             show_progress_bar=not args.json and not args.no_progress,
         )
         total = index.count()
+    except IndexingAborted as exc:  # the backend failed as a whole: say what was written, no traceback
+        if args.json:
+            print(json.dumps({**exc.summary.to_dict(), "index": args.index, "backend": args.backend, "error": str(exc)}, indent=2))
+        print(f"ret2: error: {exc}", file=sys.stderr)
+        return 2
     finally:
         index.close()
     result = {**summary.to_dict(), "index": args.index, "backend": args.backend, "model": model, "count": total}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"indexed {summary.indexed}, unchanged {summary.unchanged}, failed {len(summary.failed)}; {total} in {args.index}")
+        print(f"{summary.describe()}; {total} in {args.index}")
         for failure in summary.failed:
             print(f"  FAILED {failure}", file=sys.stderr)
+        for unknown in summary.unknown:
+            print(f"  UNKNOWN {unknown}", file=sys.stderr)
     nothing_valid = summary.failed and not (summary.indexed or summary.unchanged)
     return 1 if (args.strict and summary.failed) or nothing_valid else 0
 

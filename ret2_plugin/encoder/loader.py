@@ -69,6 +69,17 @@ def _multi_vector_of(folder: Path) -> bool:
     return False
 
 
+def saved_prompts(folder: str | Path) -> dict[str, str]:
+    """The prompts a sentence-transformers folder saved (`config_sentence_transformers.json`), else {}:
+    what `encode_query` / `encode_document` would apply, for code holding the bare ReT2Model (the
+    trainer's evaluation)."""
+    path = Path(folder) / "config_sentence_transformers.json"
+    if not path.is_file():
+        return {}
+    prompts = json.loads(path.read_text(encoding="utf-8")).get("prompts") or {}
+    return {str(k): str(v) for k, v in prompts.items()}
+
+
 def load_encoder(
     path_or_id: str | Path,
     device: str | None = None,

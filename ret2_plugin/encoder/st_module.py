@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import weakref
 from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -50,7 +49,9 @@ class ReT2Encoder(InputModule):
 
     save_in_root = True
     config_file_name = MODULE_CONFIG_NAME
-    config_keys = ["image_workers", "image_root", "training_data"]
+    # saved with the module: only what belongs to the model. Image threads and the image folder are
+    # per machine, given at load time (`load_encoder(..., image_workers=, image_root=)`).
+    config_keys = ["training_data"]
     forward_kwargs = {"task"}
 
     def __init__(
@@ -68,8 +69,6 @@ class ReT2Encoder(InputModule):
         self.processor = processor
         self.image_root = image_root
         self._pool = LazyPool(image_workers)
-        self._card: str | None = None  # the model card we handed to sentence-transformers
-        self._card_owner: Any = None
 
     # ---- what sentence-transformers asks -----------------------------------------------------------
     @property
@@ -166,13 +165,6 @@ class ReT2Encoder(InputModule):
             features["sentence_embedding"] = out
         return features
 
-    def on_model_ready(self, model: Any) -> None:
-        """Give sentence-transformers our model card (backbones, taps, output mode) unless it read one."""
-        if getattr(model, "_model_card_text", None) is None:
-            self._card = card_markdown(self.model.config, training_data=self.training_data)
-            self._card_owner = weakref.ref(model)
-            model._model_card_text = self._card
-
     def __repr__(self) -> str:
         config = self.model.config
         dim = config.embedding_dim
@@ -202,15 +194,11 @@ class ReT2Encoder(InputModule):
         self.processor.save_pretrained(output_path)
         self.save_config(output_path)
         write_model_card_section(output_path, self.model.config, training_data=self.training_data)
-        owner = self._card_owner() if self._card_owner is not None else None
-        if owner is not None and owner._model_card_text == self._card:  # ours, not a loaded README: refresh
-            self._card = card_markdown(self.model.config, training_data=self.training_data)
-            owner._model_card_text = self._card
 
-    def get_config_dict(self) -> dict[str, Any]:
-        # image_workers and image_root are not saved: thread count and image folder are per machine,
-        # given at load time (`load_encoder(..., image_root=...)`)
-        return {"image_workers": None, "image_root": None, "training_data": self.training_data}
+    def model_card(self) -> str:
+        """The ReT model card (README.md) for this module's model; our sentence-transformers classes
+        write it after their own save (see `prefetch.ReT2CardMixin`)."""
+        return card_markdown(self.model.config, training_data=self.training_data)
 
     @classmethod
     def from_model_dir(cls, path: str | os.PathLike[str], **module_kwargs: Any) -> ReT2Encoder:

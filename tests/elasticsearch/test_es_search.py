@@ -176,5 +176,5 @@ def test_top_k_is_validated_and_hybrid_window_capped(es_options, index_name):
 
 def test_bad_query_shape(es_options, index_name):
     backend = ElasticsearchBackend.open(index_name, dim=8, **es_options)
-    with pytest.raises(ValueError, match=r"query embedding shape \(9,\)"):
+    with pytest.raises(ValueError, match=r"query shape \(9,\)"):
         backend.search(np.ones(9, dtype=np.float32))
