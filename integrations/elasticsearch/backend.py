@@ -374,6 +374,21 @@ class ElasticsearchBackend:
         return type(self)(self.client, new_index, layout, where=self._where, bulk=self._bulk, refresh=self._refresh,
                           progress=self._progress, connection={**self._connection, "client": self.client})
 
+    def recreate(self) -> None:
+        """Delete the index and create it again, empty, with its mappings and settings (what Haystack's
+        `delete_all_documents(recreate_index=True)` does). An alias is emptied by deleting its documents."""
+        self._check_writable()
+        found = self.client.indices.get(index=self.index)
+        if list(found) != [self.index]:
+            self.delete(filters=None, ids=self.ids())
+            return
+        settings = found[self.index]["settings"]
+        for key in ("uuid", "creation_date", "provided_name", "version"):
+            settings["index"].pop(key, None)
+        self.client.indices.delete(index=self.index)
+        self.client.indices.create(index=self.index, settings=settings, mappings=found[self.index]["mappings"])
+        self._dirty = False
+
     def drop(self) -> None:
         """Delete the whole index (tests, benchmarks)."""
         self.client.indices.delete(index=self.index, ignore_unavailable=True)

@@ -247,13 +247,21 @@ class ReT2DocumentStore:
             index.delete(list(document_ids))
             index.persist()
 
-    def delete_all_documents(self) -> None:
+    def delete_all_documents(self, recreate_index: bool = False) -> None:
+        """Delete every document. `recreate_index`: also rebuild the index itself, empty (Elasticsearch:
+        deleted and created again with its mappings and settings; FAISS: a fresh index structure)."""
         index = self._open()
-        if index is not None:
-            ids = self._ids(index, None)
-            if ids:
-                index.delete(ids)
-                index.persist()
+        if index is None:
+            return
+        if recreate_index and hasattr(index, "recreate"):
+            index.recreate()
+            return
+        ids = self._ids(index, None)
+        if ids:
+            index.delete(ids)
+        if recreate_index and hasattr(index, "rebuild"):
+            index.rebuild()
+        index.persist()
 
     def delete_by_filter(self, filters: dict[str, Any]) -> int:
         canonical = _haystack_filters(filters)
@@ -298,8 +306,8 @@ class ReT2DocumentStore:
     async def delete_documents_async(self, document_ids: list[str]) -> None:
         await self._in_thread(self.delete_documents, document_ids)
 
-    async def delete_all_documents_async(self) -> None:
-        await self._in_thread(self.delete_all_documents)
+    async def delete_all_documents_async(self, recreate_index: bool = False) -> None:
+        await self._in_thread(self.delete_all_documents, recreate_index)
 
     async def delete_by_filter_async(self, filters: dict[str, Any]) -> int:
         return await self._in_thread(self.delete_by_filter, filters)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from sentence_transformers import MultiVectorEncoder, SentenceTransformer
 
+from ret2_plugin.encoder.model_card import ReT2CardMixin
 from ret2_plugin.workers import Prefetcher
 
 
@@ -98,9 +99,11 @@ class PrefetchMixin:
             prefetcher.close()
 
 
-class ReT2SentenceTransformer(PrefetchMixin, SentenceTransformer):
-    """A `SentenceTransformer` whose `encode` overlaps image decoding with the model."""
+class ReT2SentenceTransformer(ReT2CardMixin, PrefetchMixin, SentenceTransformer):
+    """A `SentenceTransformer` whose `encode` overlaps image decoding with the model (and whose
+    `save` leaves the ReT model card)."""
 
 
-class ReT2MultiVectorEncoder(PrefetchMixin, MultiVectorEncoder):
-    """A `MultiVectorEncoder` whose `encode` overlaps image decoding with the model."""
+class ReT2MultiVectorEncoder(ReT2CardMixin, PrefetchMixin, MultiVectorEncoder):
+    """A `MultiVectorEncoder` whose `encode` overlaps image decoding with the model (and whose `save`
+    leaves the ReT model card)."""

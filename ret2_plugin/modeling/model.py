@@ -111,7 +111,7 @@ class ReT2Model(nn.Module):
         state = {k: v.detach().contiguous().cpu() for k, v in self.own_state_dict().items()}
         with atomic_path(folder / WEIGHTS_NAME) as tmp:
             save_file(state, str(tmp), metadata={"format": "pt", "library": "ret2-plugin"})
-        atomic_write_json(folder / CONFIG_NAME, self.config.to_dict())
+        atomic_write_json(folder / CONFIG_NAME, self.config.portable_dict())  # no local paths
 
     # ---- training helpers ------------------------------------------------------------------------
     def apply_freezing(self) -> None:

@@ -128,3 +128,18 @@ def test_separate_query_passage_backbones_are_refused_clearly(tmp_path: Path) ->
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(NotImplementedError, match="separate query/passage backbones"):
         ReT2Model.from_pretrained(folder)
+
+
+def test_shared_query_passage_checkpoint(tmp_path: Path) -> None:
+    """`share_query_passage_models`: the official save writes no passage_model keys; one fusion module."""
+    folder = _copy_with(tmp_path, lambda s: [s.pop(k) for k in [k for k in s if k.startswith("passage_model.")]])
+    config = json.loads((folder / "config.json").read_text())
+    config["share_query_passage_models"] = True
+    (folder / "config.json").chmod(0o644)
+    (folder / "config.json").write_text(json.dumps(config))
+    model = ReT2Model.from_pretrained(folder)
+    assert model.document_fusion is model.query_fusion
+    inputs = _inputs("multivector")
+    expected = np.load(FIXTURE / "multivector" / "expected.npz")["query"]
+    with torch.inference_mode():
+        np.testing.assert_allclose(model.forward_features("document", **inputs).numpy(), expected, atol=1e-5, rtol=0)
