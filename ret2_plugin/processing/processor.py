@@ -52,8 +52,8 @@ class ReT2Processor:
             raise FileNotFoundError(
                 f"no tokenizer / image processor files in {folder} and no backbone name to load them from"
             )
-        tokenizer = AutoTokenizer.from_pretrained(text_source)
-        image_processor = AutoImageProcessor.from_pretrained(vision_source)
+        tokenizer = AutoTokenizer.from_pretrained(text_source, trust_remote_code=False)  # never folder code
+        image_processor = AutoImageProcessor.from_pretrained(vision_source, trust_remote_code=False)
         return cls(tokenizer, image_processor, max_length=max_length)
 
     def save_pretrained(self, path: str | Path) -> None:
