@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ret2_plugin.index import IndexBackend, IndexRecord, WriteReport
-from ret2_plugin.items import Item, ItemError, read_jsonl
+from ret2_plugin.items import _NOT_FILES, Item, ItemError, read_jsonl
+from ret2_plugin.processing.images import confine
 
 _DONE = object()
+DEFAULT_COMMIT_EVERY = 10_000  # documents between durable saves during `index_items`
+DEFAULT_COMMIT_SECONDS = 300.0  # or seconds, whichever comes first
 
 
 @dataclass
@@ -27,6 +31,7 @@ class IndexSummary:
     indexed: int = 0
     unchanged: int = 0
     failed: list[ItemError] = field(default_factory=list)
+    commits: int = 0  # durable saves made during the run (periodic ones + the final one)
 
     @property
     def total_seen(self) -> int:
@@ -53,30 +58,70 @@ def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
 
 
 def _new_or_changed(
-    backend: IndexBackend, items: Iterable[Item], summary: IndexSummary, chunk: int, source: str
+    backend: IndexBackend, items: Iterable[Item], summary: IndexSummary, chunk: int, source: str,
+    hashes: dict[str, str], root: str | Path | None, image_root: str | Path | None,
 ) -> Iterator[Item]:
     """Drop items whose stored content hash equals the current one (no re-embedding); report items
-    without an id (they cannot be upserted)."""
+    without an id (they cannot be upserted), images outside `image_root` and unreadable ones. The hash
+    of each yielded item is left in `hashes` (computed once per item)."""
     for batch in _chunks(items, chunk):
-        stored = backend.content_hashes([i.id for i in batch if i.id is not None])
+        ready: list[Item] = []
         for item in batch:
             if item.id is None:
                 summary.failed.append(ItemError(source, item.line or 0, None, "missing id"))
-            elif item.id in stored and stored[item.id] == item.content_hash():
+                continue
+            try:
+                if image_root is not None and isinstance(item.image, str) and not item.image.startswith(_NOT_FILES):
+                    confine(item.image, image_root)
+                hashes[item.id] = item.content_hash(root)
+            except ValueError as exc:  # ImageLoadError included: this item only
+                summary.failed.append(ItemError(source, item.line or 0, item.id, str(exc)))
+                continue
+            ready.append(item)
+        stored = backend.content_hashes([i.id for i in ready if i.id is not None])
+        for item in ready:
+            if item.id in stored and stored[item.id] == hashes[item.id]:
                 summary.unchanged += 1
+                del hashes[item.id]
             else:
                 yield item
 
 
-def _record(item: Item, vector: Any) -> IndexRecord:
+def _record(item: Item, vector: Any, content_hash: str | None) -> IndexRecord:
     return IndexRecord(
         id=str(item.id),
         embedding=vector,
         text=item.text,
         image=item.image if isinstance(item.image, str) else None,
         meta=dict(item.meta),
-        content_hash=item.content_hash(),
+        content_hash=content_hash,
     )
+
+
+class _Committer:
+    """Decides when the writer thread makes what it wrote durable (`backend.persist()`): every
+    `every` documents or `seconds` seconds, whichever comes first (None: that trigger is off)."""
+
+    def __init__(self, every: int | None, seconds: float | None) -> None:
+        if every is not None and every <= 0:
+            raise ValueError(f"commit_every must be a positive number of documents or None, got {every!r}")
+        if seconds is not None and seconds <= 0:
+            raise ValueError(f"commit_seconds must be positive or None, got {seconds!r}")
+        self.every, self.seconds = every, seconds
+        self.pending = 0
+        self.last = time.monotonic()
+        self.commits = 0
+
+    def due(self, written: int) -> bool:
+        self.pending += written
+        if not self.pending:
+            return False
+        by_count = self.every is not None and self.pending >= self.every
+        by_time = self.seconds is not None and time.monotonic() - self.last >= self.seconds
+        return by_count or by_time
+
+    def done(self) -> None:
+        self.pending, self.last, self.commits = 0, time.monotonic(), self.commits + 1
 
 
 def index_items(
@@ -89,30 +134,53 @@ def index_items(
     num_workers: int = 2,
     show_progress_bar: bool = False,
     summary: IndexSummary | None = None,
+    root: str | Path | None = None,
+    image_root: str | Path | None = None,
+    commit_every: int | None = DEFAULT_COMMIT_EVERY,
+    commit_seconds: float | None = DEFAULT_COMMIT_SECONDS,
 ) -> IndexSummary:
-    """Embed (document side) and upsert `items`; returns counts and every failure."""
+    """Embed (document side) and upsert `items`; returns counts and every failure.
+
+    `root`: folder image paths are hashed relative to (so a moved corpus is not re-embedded).
+    `image_root`: refuse (per item) local images outside this folder. `commit_every` documents /
+    `commit_seconds` seconds: make the writes durable (`backend.persist()`) that often during the run,
+    so a killed run loses at most the last chunk; the end of the run always commits."""
     from ret2_plugin.encoder import iter_embeddings
 
     summary = summary or IndexSummary()
+    committer = _Committer(commit_every, commit_seconds)
     lines = {}
+    hashes: dict[str, str] = {}
 
     def remember(stream: Iterable[Item]) -> Iterator[Item]:
         for item in stream:
             lines[item.id] = item.line
             yield item
 
-    pending = remember(_new_or_changed(backend, items, summary, max(batch_size, 256), source))
+    pending = remember(_new_or_changed(backend, items, summary, max(batch_size, 256), source, hashes, root, image_root))
     outbox: queue.Queue[Any] = queue.Queue(maxsize=2)
     reports: list[WriteReport] = []
     errors: list[BaseException] = []
 
+    fatal: list[BaseException] = []  # a failed periodic save: the run stops (what was saved stays saved)
+
     def writer() -> None:
         while (records := outbox.get()) is not _DONE:
+            if fatal:
+                continue  # drained, not written: the run is stopping
             try:
-                reports.append(backend.add(records))
+                report = backend.add(records)
             except BaseException as exc:  # reported after the join, never swallowed
                 errors.append(exc)
                 reports.append(WriteReport(0, [(r.id, f"backend write failed: {exc}") for r in records]))
+                continue
+            reports.append(report)
+            if committer.due(report.written):
+                try:
+                    backend.persist()
+                    committer.done()
+                except BaseException as exc:
+                    fatal.append(exc)
 
     thread = threading.Thread(target=writer, name="ret2-index-writer", daemon=True)
     thread.start()
@@ -127,15 +195,21 @@ def index_items(
         ):
             for item, reason in failures:
                 summary.failed.append(ItemError(source, item.line or 0, item.id, reason))
-            outbox.put([_record(item, vector) for item, vector in zip(batch_items, vectors)])
+                hashes.pop(str(item.id), None)
+            outbox.put([_record(item, vector, hashes.pop(str(item.id), None)) for item, vector in zip(batch_items, vectors)])
             if progress is not None:
                 progress.update(len(batch_items) + len(failures))
+            if fatal:
+                break
     finally:
         outbox.put(_DONE)
         thread.join()
         if progress is not None:
             progress.close()
+        if fatal:
+            raise fatal[0]
         backend.persist()  # what was written stays written, even when embedding failed part-way
+    summary.commits = committer.commits + 1
     for report in reports:
         summary.indexed += report.written
         for item_id, reason in report.failed:
@@ -151,4 +225,5 @@ def index_corpus(
     """`index_items` over a JSONL corpus; bad lines are reported in the summary with the rest."""
     summary = IndexSummary()
     items = read_jsonl(corpus, summary.failed)
+    kwargs.setdefault("root", Path(corpus).resolve().parent)
     return index_items(items, backend, encoder, source=str(corpus), summary=summary, **kwargs)

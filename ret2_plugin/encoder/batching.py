@@ -48,6 +48,8 @@ def decode_images(
             return load_image(item.image, root=root)
         except ImageLoadError as exc:
             return exc
+        except Exception as exc:  # noqa: BLE001 - any loader failure (plugins too) is this item's error
+            return ImageLoadError(item.image, f"{type(exc).__name__}: {exc}")
 
     if executor is None or workers <= 1 or sum(item.has_image for item in items) <= 1:
         return [one(item) for item in items]

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+MAX_DATA_URI_BYTES = 32 * 1024 * 1024  # decoded size cap of a data: URI image
 ALLOW_NETWORK_ENV = "RET2_ALLOW_NETWORK"
 
 
@@ -38,16 +39,40 @@ def _describe(source: Any) -> str:
     return f"<{type(source).__name__}>"
 
 
-def confine(path: str | Path, root: str | Path | None) -> Path:
-    """Resolve `path` (relative paths against `root`) and refuse anything outside `root`."""
+def confine(path: str | Path, root: str | Path | None, *, what: str = "the image root") -> Path:
+    """THE path-confinement rule (used by the encoder, `ret2 index --image-root` and the Haystack
+    components): relative paths are joined to `root`, symlinks are resolved, and anything that ends up
+    outside `root` is refused with `ImageLoadError`. Without a root the path is returned unchanged."""
     path = Path(path)
     if root is None:
         return path
-    root_resolved = Path(root).resolve()
-    resolved = (root_resolved / path).resolve() if not path.is_absolute() else path.resolve()
+    try:
+        root_resolved = Path(root).expanduser().resolve()
+        resolved = (root_resolved / path).resolve() if not path.is_absolute() else path.resolve()
+    except (OSError, RuntimeError) as exc:  # too-long names, symlink loops
+        raise ImageLoadError(path, f"path cannot be resolved: {exc}") from exc
     if not resolved.is_relative_to(root_resolved):
-        raise ImageLoadError(path, f"path escapes the image root {str(root_resolved)!r}")
+        raise ImageLoadError(path, f"path escapes {what} {str(root_resolved)!r}; refused")
     return resolved
+
+
+def decode_data_uri(uri: str, *, max_bytes: int | None = None) -> bytes:
+    """`data:image/<type>;base64,<payload>` -> the image bytes, refusing anything else, malformed
+    base64 and payloads over `max_bytes` (default `MAX_DATA_URI_BYTES`) before decoding them."""
+    limit = MAX_DATA_URI_BYTES if max_bytes is None else max_bytes
+    shown = uri[:40] + "..." if len(uri) > 40 else uri
+    header, sep, payload = uri.partition(",")
+    if not sep or not header.lower().startswith("data:image/") or not header.lower().endswith(";base64"):
+        raise ImageLoadError(shown, "only base64 'data:image/...;base64,' URIs are supported")
+    if len(payload) * 3 // 4 > limit:
+        raise ImageLoadError(shown, f"data URI carries more than {limit} bytes (about {len(payload) * 3 // 4})")
+    try:
+        data = base64.b64decode(payload.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ImageLoadError(shown, f"malformed base64 data in the data URI: {exc}") from exc
+    if not data:
+        raise ImageLoadError(shown, "the data URI carries no image data")
+    return data
 
 
 def _decode(data: io.BytesIO | Path, source: Any) -> Image.Image:
@@ -72,23 +97,20 @@ def load_local_image(source: Any, root: str | Path | None = None) -> Image.Image
     """Plugin loader for local paths (str / Path that are not URLs)."""
     if isinstance(source, Path) or (isinstance(source, str) and not source.startswith(("http://", "https://", "data:"))):
         path = confine(source, root)
-        if not path.is_file():
-            raise ImageLoadError(source, "file not found")
+        try:
+            if not path.is_file():
+                raise ImageLoadError(source, "file not found")
+        except OSError as exc:  # e.g. a name over 255 bytes
+            raise ImageLoadError(source, f"unusable path: {exc.strerror or exc}") from exc
         return _decode(path, source)
     return None
 
 
 def load_image_bytes(source: Any, root: str | Path | None = None) -> Image.Image | None:
     """Plugin loader for raw bytes, Haystack `ByteStream`-like objects (`.data`) and
-    `data:image/...;base64,` URIs."""
+    `data:image/...;base64,` URIs (size-capped, see `decode_data_uri`)."""
     if isinstance(source, str) and source.startswith("data:"):
-        header, sep, payload = source.partition(",")
-        if not sep or not header.startswith("data:image/") or not header.endswith(";base64"):
-            raise ImageLoadError(source[:40] + "...", "only base64 data:image/... URIs are supported")
-        try:
-            return _decode(io.BytesIO(base64.b64decode(payload, validate=True)), source[:40] + "...")
-        except binascii.Error as exc:
-            raise ImageLoadError(source[:40] + "...", f"malformed base64 data: {exc}") from exc
+        return _decode(io.BytesIO(decode_data_uri(source)), source[:40] + "...")
     data = getattr(source, "data", source)
     if isinstance(data, (bytes, bytearray, memoryview)):
         return _decode(io.BytesIO(bytes(data)), source)
