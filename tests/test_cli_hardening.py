@@ -18,16 +18,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-try:  # the CLI may live in the application package
-    from ret2_plugin.app.cli import main
-except ImportError:  # pragma: no cover - before the move
-    from ret2_plugin.cli import main
-
+from ret2_plugin.app.cli import main
 from ret2_plugin.integrations.faiss import FaissBackend, files
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[1]
-CLI = "import sys\ntry:\n    from ret2_plugin.app.cli import main\nexcept ImportError:\n    from ret2_plugin.cli import main\nsys.exit(main())"
+CLI = "import sys\nfrom ret2_plugin.app.cli import main\nsys.exit(main())"
 
 
 def _png_uri(color: tuple[int, int, int]) -> str:
