@@ -29,6 +29,7 @@ from ret2_plugin.encoder.inputs import to_item, with_prompt
 from ret2_plugin.encoder.st_module import ReT2Encoder
 from ret2_plugin.items import Item
 from ret2_plugin.processing import ImageLoadError
+from ret2_plugin.processing.images import target_size
 
 
 class EncodedBatch(NamedTuple):
@@ -81,7 +82,8 @@ def _prepare(
 ) -> tuple[list[Item], Any, list[tuple[Item, str]]]:
     """Decode (per-item errors kept aside) and build the tensors of the items that survived (the
     prompt applied to the model's copy only: the items handed back stay as given)."""
-    decoded = decode_images(batch, root=root, executor=pool.executor, workers=pool.workers)
+    target = target_size(module.processor.image_processor)  # huge images reduced as they are read
+    decoded = decode_images(batch, root=root, executor=pool.executor, workers=pool.workers, target=target)
     good, images, errors = [], [], []
     for item, image in zip(batch, decoded):
         if isinstance(image, ImageLoadError):

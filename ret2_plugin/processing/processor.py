@@ -17,7 +17,7 @@ from transformers import AutoImageProcessor, AutoTokenizer
 
 from ret2_plugin.items import Item
 from ret2_plugin.processing.fast_pixels import fast_pixel_values
-from ret2_plugin.processing.images import load_image
+from ret2_plugin.processing.images import load_image, target_size
 
 PLACEHOLDER_SIZE = (336, 336)
 Side = Literal["query", "document"]
@@ -70,7 +70,8 @@ class ReT2Processor:
 
     def load_images(self, items: Sequence[Item], *, root: str | Path | None = None) -> list[Image.Image | None]:
         """Decode every item's image (None where it has none); raises `ImageLoadError`."""
-        return [load_image(item.image, root=root) if item.has_image else None for item in items]
+        target = target_size(self.image_processor)  # huge images reduced as read, as the encoder does
+        return [load_image(item.image, root=root, target=target) if item.has_image else None for item in items]
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         kwargs: dict[str, Any] = dict(return_tensors="pt", padding=True, truncation=True)
