@@ -2,13 +2,13 @@
 
 Embedding runs in this thread while a writer thread sends the previous batch to the backend, so a
 network backend (Elasticsearch) and the model overlap. Nothing already indexed is removed; every bad
-line or item is reported with file, line, id and reason.
+line or item is reported with file, line, id and reason. When the backend fails as a whole (unreachable,
+deadline passed, refused) the run stops with `IndexingAborted`, whose summary says what was written;
+running again resumes (items stored with the same content hash are skipped, upserts never duplicate).
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,8 +18,8 @@ from typing import Any
 from ret2_plugin.index import IndexBackend, IndexRecord, WriteReport
 from ret2_plugin.items import _NOT_FILES, Item, ItemError, read_jsonl
 from ret2_plugin.processing.images import confine
+from ret2_plugin.workers import BoundedWorker
 
-_DONE = object()
 DEFAULT_COMMIT_EVERY = 10_000  # documents between durable saves during `index_items`
 DEFAULT_COMMIT_SECONDS = 300.0  # or seconds, whichever comes first
 
@@ -31,6 +31,7 @@ class IndexSummary:
     indexed: int = 0
     unchanged: int = 0
     failed: list[ItemError] = field(default_factory=list)
+    unknown: list[ItemError] = field(default_factory=list)  # sent, but the backend never confirmed the write
     commits: int = 0  # durable saves made during the run (periodic ones + the final one)
 
     @property
@@ -43,7 +44,21 @@ class IndexSummary:
             "unchanged": self.unchanged,
             "failed": len(self.failed),
             "failures": [e.to_dict() for e in self.failed],
+            "unknown": len(self.unknown),
+            "unknown_items": [e.to_dict() for e in self.unknown],
         }
+
+    def describe(self) -> str:
+        return (f"indexed {self.indexed}, unchanged {self.unchanged}, failed {len(self.failed)}"
+                + (f", outcome unknown {len(self.unknown)}" if self.unknown else ""))
+
+
+class IndexingAborted(RuntimeError):
+    """The backend failed as a whole and the run stopped; `summary` says what was written before."""
+
+    def __init__(self, message: str, summary: IndexSummary) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
@@ -59,12 +74,15 @@ def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
 
 def _new_or_changed(
     backend: IndexBackend, items: Iterable[Item], summary: IndexSummary, chunk: int, source: str,
-    hashes: dict[str, str], root: str | Path | None, image_root: str | Path | None,
+    errors: list[BaseException], hashes: dict[str, str], root: str | Path | None, image_root: str | Path | None,
 ) -> Iterator[Item]:
     """Drop items whose stored content hash equals the current one (no re-embedding); report items
     without an id (they cannot be upserted), images outside `image_root` and unreadable ones. The hash
-    of each yielded item is left in `hashes` (computed once per item)."""
+    of each yielded item is left in `hashes` (computed once per item). Stops (error in `errors`) when
+    the look-up fails."""
     for batch in _chunks(items, chunk):
+        if errors:
+            return
         ready: list[Item] = []
         for item in batch:
             if item.id is None:
@@ -78,7 +96,11 @@ def _new_or_changed(
                 summary.failed.append(ItemError(source, item.line or 0, item.id, str(exc)))
                 continue
             ready.append(item)
-        stored = backend.content_hashes([i.id for i in ready if i.id is not None])
+        try:
+            stored = backend.content_hashes([i.id for i in ready if i.id is not None])
+        except Exception as exc:  # the backend as a whole: stop the run, keep what was written
+            errors.append(exc)
+            return
         for item in ready:
             if item.id in stored and stored[item.id] == hashes[item.id]:
                 summary.unchanged += 1
@@ -99,8 +121,8 @@ def _record(item: Item, vector: Any, content_hash: str | None) -> IndexRecord:
 
 
 class _Committer:
-    """Decides when the writer thread makes what it wrote durable (`backend.persist()`): every
-    `every` documents or `seconds` seconds, whichever comes first (None: that trigger is off)."""
+    """Decides when the writer makes what it wrote durable (`backend.persist()`): every `every`
+    documents or `seconds` seconds, whichever comes first (None: that trigger is off)."""
 
     def __init__(self, every: int | None, seconds: float | None) -> None:
         if every is not None and every <= 0:
@@ -144,7 +166,8 @@ def index_items(
     `root`: folder image paths are hashed relative to (so a moved corpus is not re-embedded).
     `image_root`: refuse (per item) local images outside this folder. `commit_every` documents /
     `commit_seconds` seconds: make the writes durable (`backend.persist()`) that often during the run,
-    so a killed run loses at most the last chunk; the end of the run always commits."""
+    so a killed run loses at most the last chunk; the end of the run always commits. A failed
+    periodic save stops the run like any backend failure (`IndexingAborted`)."""
     from ret2_plugin.encoder import iter_embeddings
 
     summary = summary or IndexSummary()
@@ -157,33 +180,29 @@ def index_items(
             lines[item.id] = item.line
             yield item
 
-    pending = remember(_new_or_changed(backend, items, summary, max(batch_size, 256), source, hashes, root, image_root))
-    outbox: queue.Queue[Any] = queue.Queue(maxsize=2)
-    reports: list[WriteReport] = []
     errors: list[BaseException] = []
+    pending = remember(_new_or_changed(backend, items, summary, max(batch_size, 256), source, errors, hashes, root, image_root))
+    reports: list[WriteReport] = []
 
-    fatal: list[BaseException] = []  # a failed periodic save: the run stops (what was saved stays saved)
-
-    def writer() -> None:
-        while (records := outbox.get()) is not _DONE:
-            if fatal:
-                continue  # drained, not written: the run is stopping
+    def write(records: list[IndexRecord]) -> None:
+        if errors:
+            return  # the run is stopping: batches still queued are not sent (a re-run embeds them)
+        try:
+            report = backend.add(records)
+        except Exception as exc:  # the backend as a whole: the run stops, raised below with the summary
+            errors.append(exc)
+            reports.append(getattr(exc, "report", None) or WriteReport())  # what landed before it failed
+            return
+        reports.append(report)
+        if committer.due(report.written):
             try:
-                report = backend.add(records)
-            except BaseException as exc:  # reported after the join, never swallowed
+                backend.persist()  # periodic commit: a crash from here on loses at most one chunk
+            except Exception as exc:  # disk full, concurrent writer ...: the run stops
                 errors.append(exc)
-                reports.append(WriteReport(0, [(r.id, f"backend write failed: {exc}") for r in records]))
-                continue
-            reports.append(report)
-            if committer.due(report.written):
-                try:
-                    backend.persist()
-                    committer.done()
-                except BaseException as exc:
-                    fatal.append(exc)
+                return
+            committer.done()
 
-    thread = threading.Thread(target=writer, name="ret2-index-writer", daemon=True)
-    thread.start()
+    outbox = BoundedWorker(write, depth=2, name="ret2-index-writer")
     progress = None
     if show_progress_bar:
         from tqdm.auto import tqdm
@@ -196,27 +215,47 @@ def index_items(
             for item, reason in failures:
                 summary.failed.append(ItemError(source, item.line or 0, item.id, reason))
                 hashes.pop(str(item.id), None)
-            outbox.put([_record(item, vector, hashes.pop(str(item.id), None)) for item, vector in zip(batch_items, vectors)])
+            outbox.submit([_record(item, vector, hashes.pop(str(item.id), None)) for item, vector in zip(batch_items, vectors)])
             if progress is not None:
                 progress.update(len(batch_items) + len(failures))
-            if fatal:
+            if errors:
                 break
-    finally:
-        outbox.put(_DONE)
-        thread.join()
-        if progress is not None:
-            progress.close()
-        if fatal:
-            raise fatal[0]
-        backend.persist()  # what was written stays written, even when embedding failed part-way
-    summary.commits = committer.commits + 1
+    except BaseException:
+        _finish(outbox, progress)
+        _persist(backend, [RuntimeError("interrupted")])  # what was written stays written; never hides the error
+        raise
+    _finish(outbox, progress)
+    _persist(backend, errors)
+    summary.commits = committer.commits + (not errors)
     for report in reports:
         summary.indexed += report.written
         for item_id, reason in report.failed:
             summary.failed.append(ItemError(source, lines.get(item_id) or 0, item_id, reason))
-    if errors and not summary.indexed:
-        raise errors[0]
+        for item_id, reason in report.unknown:
+            summary.unknown.append(ItemError(source, lines.get(item_id) or 0, item_id, reason))
+    if errors:
+        raise IndexingAborted(
+            f"{errors[0]}; stopped after: {summary.describe()} (run again to resume: stored items are skipped)", summary
+        ) from errors[0]
     return summary
+
+
+def _finish(outbox: BoundedWorker[list[IndexRecord]], progress: Any) -> None:
+    try:
+        outbox.close()  # waits for the writes in flight
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def _persist(backend: IndexBackend, errors: list[BaseException]) -> None:
+    """Make what was written durable. Its own failure is recorded only when nothing failed before:
+    when the run is already failing (e.g. the node is gone), the first error is the one to report."""
+    try:
+        backend.persist()
+    except Exception as exc:
+        if not errors:
+            errors.append(exc)
 
 
 def index_corpus(
@@ -225,5 +264,5 @@ def index_corpus(
     """`index_items` over a JSONL corpus; bad lines are reported in the summary with the rest."""
     summary = IndexSummary()
     items = read_jsonl(corpus, summary.failed)
-    kwargs.setdefault("root", Path(corpus).resolve().parent)
+    kwargs.setdefault("root", Path(corpus).resolve().parent)  # image paths hashed relative to the corpus
     return index_items(items, backend, encoder, source=str(corpus), summary=summary, **kwargs)

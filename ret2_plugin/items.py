@@ -13,7 +13,10 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, Literal
+
+Side = Literal["query", "document"]  # the one definition: which encoder of a ReT model, and its prompt
+SIDES: tuple[Side, ...] = ("query", "document")
 
 
 @dataclass(frozen=True)
