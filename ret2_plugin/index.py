@@ -118,6 +118,12 @@ class IndexMismatchError(ValueError):
     """An existing index was built for other vectors (dims, similarity, single vs multi-vector)."""
 
 
+class IndexStorageError(RuntimeError):
+    """An index that cannot be read or written safely: damaged files, a concurrent writer, a failed
+    save (disk full, file size limit ...). The message names the index / file and the reason; the
+    CLI reports it in one line."""
+
+
 @runtime_checkable
 class IndexBackend(Protocol):
     """The protocol. `open` creates the index if missing (then `dim` is required) or reopens it,

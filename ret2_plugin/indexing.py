@@ -9,14 +9,20 @@ running again resumes (items stored with the same content hash are skipped, upse
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ret2_plugin.index import IndexBackend, IndexRecord, WriteReport
-from ret2_plugin.items import Item, ItemError, read_jsonl
+from ret2_plugin.items import _NOT_FILES, Item, ItemError, read_jsonl
+from ret2_plugin.processing.images import confine
 from ret2_plugin.workers import BoundedWorker
+
+DEFAULT_COMMIT_EVERY = 10_000  # documents between durable saves during `index_items`
+DEFAULT_COMMIT_SECONDS = 300.0  # or seconds, whichever comes first
+
 
 @dataclass
 class IndexSummary:
@@ -26,6 +32,7 @@ class IndexSummary:
     unchanged: int = 0
     failed: list[ItemError] = field(default_factory=list)
     unknown: list[ItemError] = field(default_factory=list)  # sent, but the backend never confirmed the write
+    commits: int = 0  # durable saves made during the run (periodic ones + the final one)
 
     @property
     def total_seen(self) -> int:
@@ -67,36 +74,76 @@ def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
 
 def _new_or_changed(
     backend: IndexBackend, items: Iterable[Item], summary: IndexSummary, chunk: int, source: str,
-    errors: list[BaseException],
+    errors: list[BaseException], hashes: dict[str, str], root: str | Path | None, image_root: str | Path | None,
 ) -> Iterator[Item]:
     """Drop items whose stored content hash equals the current one (no re-embedding); report items
-    without an id (they cannot be upserted). Stops (error in `errors`) when the look-up fails."""
+    without an id (they cannot be upserted), images outside `image_root` and unreadable ones. The hash
+    of each yielded item is left in `hashes` (computed once per item). Stops (error in `errors`) when
+    the look-up fails."""
     for batch in _chunks(items, chunk):
         if errors:
             return
-        try:
-            stored = backend.content_hashes([i.id for i in batch if i.id is not None])
-        except Exception as exc:  # the backend as a whole: stop the run, keep what was written
-            errors.append(exc)
-            return
+        ready: list[Item] = []
         for item in batch:
             if item.id is None:
                 summary.failed.append(ItemError(source, item.line or 0, None, "missing id"))
-            elif item.id in stored and stored[item.id] == item.content_hash():
+                continue
+            try:
+                if image_root is not None and isinstance(item.image, str) and not item.image.startswith(_NOT_FILES):
+                    confine(item.image, image_root)
+                hashes[item.id] = item.content_hash(root)
+            except ValueError as exc:  # ImageLoadError included: this item only
+                summary.failed.append(ItemError(source, item.line or 0, item.id, str(exc)))
+                continue
+            ready.append(item)
+        try:
+            stored = backend.content_hashes([i.id for i in ready if i.id is not None])
+        except Exception as exc:  # the backend as a whole: stop the run, keep what was written
+            errors.append(exc)
+            return
+        for item in ready:
+            if item.id in stored and stored[item.id] == hashes[item.id]:
                 summary.unchanged += 1
+                del hashes[item.id]
             else:
                 yield item
 
 
-def _record(item: Item, vector: Any) -> IndexRecord:
+def _record(item: Item, vector: Any, content_hash: str | None) -> IndexRecord:
     return IndexRecord(
         id=str(item.id),
         embedding=vector,
         text=item.text,
         image=item.image if isinstance(item.image, str) else None,
         meta=dict(item.meta),
-        content_hash=item.content_hash(),
+        content_hash=content_hash,
     )
+
+
+class _Committer:
+    """Decides when the writer makes what it wrote durable (`backend.persist()`): every `every`
+    documents or `seconds` seconds, whichever comes first (None: that trigger is off)."""
+
+    def __init__(self, every: int | None, seconds: float | None) -> None:
+        if every is not None and every <= 0:
+            raise ValueError(f"commit_every must be a positive number of documents or None, got {every!r}")
+        if seconds is not None and seconds <= 0:
+            raise ValueError(f"commit_seconds must be positive or None, got {seconds!r}")
+        self.every, self.seconds = every, seconds
+        self.pending = 0
+        self.last = time.monotonic()
+        self.commits = 0
+
+    def due(self, written: int) -> bool:
+        self.pending += written
+        if not self.pending:
+            return False
+        by_count = self.every is not None and self.pending >= self.every
+        by_time = self.seconds is not None and time.monotonic() - self.last >= self.seconds
+        return by_count or by_time
+
+    def done(self) -> None:
+        self.pending, self.last, self.commits = 0, time.monotonic(), self.commits + 1
 
 
 def index_items(
@@ -109,12 +156,24 @@ def index_items(
     num_workers: int = 2,
     show_progress_bar: bool = False,
     summary: IndexSummary | None = None,
+    root: str | Path | None = None,
+    image_root: str | Path | None = None,
+    commit_every: int | None = DEFAULT_COMMIT_EVERY,
+    commit_seconds: float | None = DEFAULT_COMMIT_SECONDS,
 ) -> IndexSummary:
-    """Embed (document side) and upsert `items`; returns counts and every failure."""
+    """Embed (document side) and upsert `items`; returns counts and every failure.
+
+    `root`: folder image paths are hashed relative to (so a moved corpus is not re-embedded).
+    `image_root`: refuse (per item) local images outside this folder. `commit_every` documents /
+    `commit_seconds` seconds: make the writes durable (`backend.persist()`) that often during the run,
+    so a killed run loses at most the last chunk; the end of the run always commits. A failed
+    periodic save stops the run like any backend failure (`IndexingAborted`)."""
     from ret2_plugin.encoder import iter_embeddings
 
     summary = summary or IndexSummary()
+    committer = _Committer(commit_every, commit_seconds)
     lines = {}
+    hashes: dict[str, str] = {}
 
     def remember(stream: Iterable[Item]) -> Iterator[Item]:
         for item in stream:
@@ -122,17 +181,26 @@ def index_items(
             yield item
 
     errors: list[BaseException] = []
-    pending = remember(_new_or_changed(backend, items, summary, max(batch_size, 256), source, errors))
+    pending = remember(_new_or_changed(backend, items, summary, max(batch_size, 256), source, errors, hashes, root, image_root))
     reports: list[WriteReport] = []
 
     def write(records: list[IndexRecord]) -> None:
         if errors:
             return  # the run is stopping: batches still queued are not sent (a re-run embeds them)
         try:
-            reports.append(backend.add(records))
+            report = backend.add(records)
         except Exception as exc:  # the backend as a whole: the run stops, raised below with the summary
             errors.append(exc)
             reports.append(getattr(exc, "report", None) or WriteReport())  # what landed before it failed
+            return
+        reports.append(report)
+        if committer.due(report.written):
+            try:
+                backend.persist()  # periodic commit: a crash from here on loses at most one chunk
+            except Exception as exc:  # disk full, concurrent writer ...: the run stops
+                errors.append(exc)
+                return
+            committer.done()
 
     outbox = BoundedWorker(write, depth=2, name="ret2-index-writer")
     progress = None
@@ -146,7 +214,8 @@ def index_items(
         ):
             for item, reason in failures:
                 summary.failed.append(ItemError(source, item.line or 0, item.id, reason))
-            outbox.submit([_record(item, vector) for item, vector in zip(batch_items, vectors)])
+                hashes.pop(str(item.id), None)
+            outbox.submit([_record(item, vector, hashes.pop(str(item.id), None)) for item, vector in zip(batch_items, vectors)])
             if progress is not None:
                 progress.update(len(batch_items) + len(failures))
             if errors:
@@ -157,6 +226,7 @@ def index_items(
         raise
     _finish(outbox, progress)
     _persist(backend, errors)
+    summary.commits = committer.commits + (not errors)
     for report in reports:
         summary.indexed += report.written
         for item_id, reason in report.failed:
@@ -194,4 +264,5 @@ def index_corpus(
     """`index_items` over a JSONL corpus; bad lines are reported in the summary with the rest."""
     summary = IndexSummary()
     items = read_jsonl(corpus, summary.failed)
+    kwargs.setdefault("root", Path(corpus).resolve().parent)  # image paths hashed relative to the corpus
     return index_items(items, backend, encoder, source=str(corpus), summary=summary, **kwargs)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 Side = Literal["query", "document"]  # the one definition: which encoder of a ReT model, and its prompt
@@ -49,21 +51,53 @@ class Item:
             return f"{self.instruction} {text}".strip()
         return text
 
-    def content_hash(self) -> str:
-        """Hash of what is stored: text, meta, image reference and bytes (if a local file)."""
+    def content_hash(self, root: str | Path | None = None) -> str:
+        """Hash of what is stored: text, meta, image reference and bytes (if a local file).
+
+        A local image is referenced relative to `root` (the corpus folder) when it lies inside it, so
+        the same corpus indexed from another folder hashes the same. Raises ValueError(reason) when a
+        local image exists but cannot be read (permissions, a name over 255 bytes, ...)."""
         h = hashlib.sha256()
         h.update((self.text or "").encode())
         h.update(b"\0")
         h.update(json.dumps(self.meta, sort_keys=True, default=repr).encode())
         h.update(b"\0")
         if isinstance(self.image, str):
-            h.update(self.image.encode())
-            path = Path(self.image)
-            if path.is_file():
-                h.update(path.read_bytes())
+            h.update(_portable_reference(self.image, root).encode())
+            if not self.image.startswith(_NOT_FILES):
+                _hash_file(h, self.image)
+        elif isinstance(self.image, (bytes, bytearray)):
+            h.update(bytes(self.image))
         elif self.image is not None:
             h.update(repr(type(self.image)).encode())
         return h.hexdigest()
+
+
+_NOT_FILES = ("http://", "https://", "data:")
+
+
+def _portable_reference(image: str, root: str | Path | None) -> str:
+    """`image` relative to `root` (POSIX separators) when it is a local path inside it, else unchanged."""
+    if root is None or image.startswith(_NOT_FILES):
+        return image
+    path, base = PurePath(os.path.abspath(image)), PurePath(os.path.abspath(root))
+    return path.relative_to(base).as_posix() if path.is_relative_to(base) else image
+
+
+def _hash_file(h: Any, image: str) -> None:
+    """Feed a regular file's bytes to `h` (a missing path or a device / FIFO is the loader's to report)."""
+    try:
+        if not stat.S_ISREG(os.stat(image).st_mode):
+            return
+        with open(image, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                h.update(chunk)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        name = image if len(image) <= 80 else image[:77] + "..."
+        raise ValueError(f"cannot read image {name!r} to hash it: {reason}") from None
 
 
 @dataclass(frozen=True)
@@ -109,8 +143,12 @@ def parse_item(obj: Any, *, base_dir: Path, line: int, require_id: bool = True) 
     image = obj.get("image")
     if image is not None:
         if not isinstance(image, str) or not image:
-            raise ValueError("'image' must be a path or URL string")
-        if not image.startswith(("http://", "https://")) and not Path(image).is_absolute():
+            raise ValueError("'image' must be a path, URL or data: URI string")
+        if image.startswith("data:"):  # the image itself (decoded, size-capped, when embedded)
+            header = image.partition(",")[0].lower()
+            if not (header.startswith("data:image/") and header.endswith(";base64")):
+                raise ValueError("'image' data URIs must be base64 images ('data:image/...;base64,...')")
+        elif not image.startswith(("http://", "https://")) and not Path(image).is_absolute():
             image = str(base_dir / image)
     meta = obj.get("meta")
     meta = {} if meta is None else meta

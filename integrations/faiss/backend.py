@@ -97,6 +97,7 @@ class FaissBackend:
         loaded = cls._load(directory, dim, multi_vector, similarity, index_type)
         if loaded is None:
             return cls._create(directory, dim, multi_vector, similarity, info, index_type, train_min, options)
+        files.clean_leftovers(directory)
         backend = cls(directory, *loaded, options)
         if train_min is not None:
             backend.train_min = train_min
@@ -112,7 +113,8 @@ class FaissBackend:
                 return None
             check_fits(directory, manifest, dim, multi_vector, similarity, index_type)
             try:
-                index = files.read_index(directory / manifest["index_file"])
+                index = files.read_index(directory / manifest["index_file"], manifest)
+                files.verify_checksum(directory / manifest["payload_file"], manifest)
                 store = PayloadStore.load(directory / manifest["payload_file"], manifest["dim"])
             except files.IndexCorruptedError:
                 if attempt < 2 and files.read_manifest(directory) != manifest:
@@ -382,14 +384,15 @@ class FaissBackend:
                 return  # nothing new: a new generation would only make other writers' saves conflict
             generation = max(self.generation, on_disk["generation"] if on_disk else -1) + 1
             index_file, payload_file = files.index_name(generation), files.payload_name(generation)
-            files.write_index(self.index, self.directory / index_file)
-            files.write_payload(self.store.db, self.directory / payload_file)
+            checksums = {index_file: files.write_index(self.index, self.directory / index_file),
+                         payload_file: files.write_payload(self.store.db, self.directory / payload_file)}
             files.write_manifest(self.directory, {
                 "format": files.FORMAT, "generation": generation, "dim": self.dim, "multi_vector": self.multi_vector,
                 "similarity": self.similarity, "index_type": self.index_type, "active_index": self.active_index_type,
                 "info": self._info, "train_min": self.train_min, "ef_search": self.settings.ef_search,
                 "nprobe": self.settings.nprobe, "n_docs": self._n_docs, "n_vectors": int(self.index.ntotal),
                 "n_tombstones": len(self._tombstones), "index_file": index_file, "payload_file": payload_file,
+                "checksums": checksums,
             })
             self.generation = generation
             self._dirty = False

@@ -17,6 +17,7 @@ so a second writer gets a `ConcurrentWriteError` instead of silently dropping th
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -33,19 +34,25 @@ except ImportError:  # pragma: no cover - Windows
 import faiss
 
 from ret2_plugin.atomic import fsync_dir, fsync_file
+from ret2_plugin.index import IndexStorageError
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 FORMAT = "ret2-faiss/1"
-_GENERATION_FILE = re.compile(r"^(index\.\d+\.faiss|payload\.\d+\.sqlite)(\.tmp)?$")
+_GENERATION_FILE = re.compile(r"^(index\.\d+\.faiss|payload\.\d+\.sqlite)(\.tmp(-journal|-wal|-shm)?)?$")
 
 
-class IndexCorruptedError(RuntimeError):
-    """The index directory is damaged or inconsistent (missing files, counts or ids disagree)."""
+class IndexCorruptedError(IndexStorageError):
+    """The index directory is damaged or inconsistent (missing files, checksum mismatch, counts or ids
+    disagree)."""
 
 
-class ConcurrentWriteError(RuntimeError):
+class ConcurrentWriteError(IndexStorageError):
     """Another instance saved the index after this one loaded it; saving now would drop that save."""
+
+
+class IndexWriteError(IndexStorageError):
+    """A save failed (disk full, file size limit, I/O error); the previous generation is intact."""
 
 
 def manifest_stamp(directory: Path) -> tuple[int, int, int] | None:
@@ -78,37 +85,91 @@ def save_lock(directory: Path) -> Iterator[None]:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _publish(tmp: Path, final: Path) -> None:
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _publish(tmp: Path, final: Path) -> str:
+    """fsync, checksum and rename `tmp` to `final`; returns the file's sha256."""
     fsync_file(tmp)
+    digest = file_sha256(tmp)
     os.replace(tmp, final)
     fsync_dir(final.parent)
+    return digest
 
 
-def write_index(index: faiss.Index, path: Path) -> None:
-    """Write a (CPU) FAISS index to `path` atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    faiss.write_index(index, str(tmp))
-    _publish(tmp, path)
-
-
-def write_payload(connection: sqlite3.Connection, path: Path) -> None:
-    """Copy the working SQLite database to `path` atomically (SQLite backup API, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    target = sqlite3.connect(tmp)
+@contextlib.contextmanager
+def _writing(tmp: Path, final: Path) -> Iterator[None]:
+    """Turn any failure while writing `tmp` into an `IndexWriteError` naming `final`, and remove `tmp`."""
     try:
-        connection.backup(target)
-    finally:
-        target.close()
-    _publish(tmp, path)
+        yield
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, (OSError, RuntimeError, sqlite3.Error)) and not isinstance(exc, IndexStorageError):
+            lines = str(exc).strip().splitlines()
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else lines[-1] if lines else type(exc).__name__
+            raise IndexWriteError(f"saving {final} failed ({reason}); the previous saved generation is intact") from exc
+        raise
+
+
+def write_index(index: faiss.Index, path: Path) -> str:
+    """Write a (CPU) FAISS index to `path` atomically; returns its sha256."""
+    tmp = path.with_name(path.name + ".tmp")
+    with _writing(tmp, path):
+        faiss.write_index(index, str(tmp))
+        return _publish(tmp, path)
+
+
+def write_payload(connection: sqlite3.Connection, path: Path) -> str:
+    """Copy the working SQLite database to `path` atomically (SQLite backup API, then rename); returns
+    its sha256."""
+    tmp = path.with_name(path.name + ".tmp")
+    with _writing(tmp, path):
+        tmp.unlink(missing_ok=True)
+        target = sqlite3.connect(tmp)
+        try:
+            connection.backup(target)
+        finally:
+            target.close()
+        return _publish(tmp, path)
+
+
+def _manifest_digest(manifest: dict[str, Any]) -> str:
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
-    """Atomically replace the manifest: this is the commit point of a save."""
+    """Atomically replace the manifest: this is the commit point of a save. The manifest carries a
+    checksum of its own content and one per generation file (`checksums`), verified on open."""
     path = directory / MANIFEST
     tmp = path.with_name(MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-    _publish(tmp, path)
+    manifest = {**manifest, "manifest_sha256": _manifest_digest(manifest)}
+    with _writing(tmp, path):
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+        _publish(tmp, path)
+
+
+def verify_checksum(path: Path, manifest: dict[str, Any]) -> None:
+    """Compare `path` with the checksum the manifest recorded for it (manifests written before
+    checksums existed have none: nothing to compare)."""
+    expected = (manifest.get("checksums") or {}).get(path.name)
+    if expected is None or not path.exists():
+        return
+    try:
+        found = file_sha256(path)
+    except OSError as exc:
+        raise IndexCorruptedError(f"{path} cannot be read: {exc.strerror or exc}") from exc
+    if found != expected:
+        raise IndexCorruptedError(
+            f"{path} is damaged: its sha256 {found[:16]}... differs from {expected[:16]}... recorded in {MANIFEST} "
+            f"(restore the index from a backup, or delete it and re-run `ret2 index`)"
+        )
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:
@@ -131,16 +192,45 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
     missing = [k for k in ("dim", "multi_vector", "similarity", "generation", "index_file", "payload_file") if k not in manifest]
     if missing:
         raise IndexCorruptedError(f"{path} lacks the keys {missing}")
+    if "manifest_sha256" in manifest and manifest["manifest_sha256"] != _manifest_digest(manifest):
+        raise IndexCorruptedError(f"{path} is damaged: its content does not match its recorded checksum")
     return manifest
 
 
-def read_index(path: Path) -> faiss.Index:
+def read_index(path: Path, manifest: dict[str, Any] | None = None) -> faiss.Index:
     if not path.exists():
         raise IndexCorruptedError(f"index file {path} named by the manifest is missing")
+    if manifest is not None:
+        verify_checksum(path, manifest)
     try:
         return faiss.read_index(str(path))
     except RuntimeError as exc:
         raise IndexCorruptedError(f"index file {path} cannot be read by FAISS: {exc}") from exc
+
+
+def clean_leftovers(directory: Path) -> None:
+    """On open: remove temp files and generation files the manifest does not name (left by a save
+    that crashed or failed). Only when no save is running (the save lock is free), so another
+    process's save in progress is never disturbed; skipped where the lock cannot be taken (read-only)."""
+    if fcntl is None:
+        return
+    try:
+        handle = open(directory / LOCK, "a+b")  # noqa: SIM115 - closed below
+    except OSError:
+        return
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # a save is running
+        try:
+            manifest = read_manifest(directory)
+            if manifest is not None:
+                remove_stale(directory, {manifest["index_file"], manifest["payload_file"]})
+        except (IndexCorruptedError, OSError):
+            pass  # reported by the load itself; never delete anything from a directory we cannot read
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def remove_stale(directory: Path, keep: set[str]) -> None:

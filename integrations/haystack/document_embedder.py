@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from haystack import component, default_from_dict, default_to_dict
@@ -143,7 +143,7 @@ class ReT2DocumentEmbedder:
         if not file_path:
             return None
         path = resolve_file_path(file_path, self.root_path)
-        if "://" not in path and not Path(path).is_file():
+        if "://" not in path and not path.startswith("data:") and not os.path.isfile(path):
             raise DocumentImageError(f"image {str(file_path)!r}: file not found")
         return path  # decoded (and validated) by the encoder's image workers
 

@@ -26,22 +26,28 @@ def _is_url(value: str) -> bool:
 
 
 def resolve_file_path(file_path: str | Path, root_path: str | Path | None = None) -> str:
-    """The path (or URL) a loader should open. With `root_path`, relative paths are joined to it and
-    any result outside it is refused; URLs are refused too (they do not live under a root)."""
+    """The path (or URL, or `data:` URI) a loader should open. With `root_path`, relative paths are
+    joined to it and any result outside it is refused (`ret2_plugin.processing.images.confine`, the one
+    confinement rule); URLs are refused too (they do not live under a root). `data:` URIs carry the
+    image itself and touch no file, so they pass (decoded, size-capped, by the bytes loader)."""
     raw = str(file_path)
     if not raw:
         raise DocumentImageError("empty file_path")
+    if raw.startswith("data:"):
+        return raw
     if _is_url(raw):
         if root_path is not None:
             raise DocumentImageError(f"{raw!r}: URLs are not allowed when root_path is set")
         return raw
     if root_path is None:
         return str(Path(raw).expanduser())
-    root = Path(root_path).expanduser().resolve()
-    candidate = (root / raw).resolve()
-    if not candidate.is_relative_to(root):
-        raise DocumentImageError(f"{raw!r} resolves outside root_path {str(root)!r}; refused")
-    return str(candidate)
+    from ret2_plugin.processing.images import ImageLoadError, confine
+
+    try:
+        return str(confine(raw, root_path, what="root_path"))
+    except ImageLoadError as exc:
+        raise DocumentImageError(f"{raw!r}: {exc.reason} (resolves outside root_path)" if "escapes" in exc.reason
+                                 else f"{raw!r}: {exc.reason}") from exc
 
 
 def load_image(source: Any) -> Image.Image:

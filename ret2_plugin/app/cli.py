@@ -52,7 +52,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     try:
         summary = index_corpus(
             args.corpus, index, encoder, batch_size=args.batch_size, num_workers=args.workers,
-            show_progress_bar=not args.json and not args.no_progress,
+            show_progress_bar=not args.json and not args.no_progress, image_root=args.image_root,
+            commit_every=args.commit_every or None, commit_seconds=args.commit_seconds or None,
         )
         total = index.count()
     except IndexingAborted as exc:  # the backend failed as a whole: say what was written, no traceback
@@ -147,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="image decoding threads")
     p.add_argument("--device", default=None)
     p.add_argument("--strict", action="store_true", help="exit non-zero when any item failed")
+    p.add_argument("--image-root", metavar="DIR", help="refuse (per item) image files outside DIR, symlinks resolved")
+    p.add_argument("--commit-every", type=int, default=10_000, metavar="N",
+                   help="make writes durable every N documents (0: only at the end; default 10000)")
+    p.add_argument("--commit-seconds", type=float, default=300.0, metavar="S",
+                   help="... or every S seconds, whichever comes first (0: off; default 300)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_index)
 
@@ -198,12 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ret2_plugin.index import IndexStorageError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (OSError, KeyError, ValueError) as exc:  # bad input, missing files, connection / auth failures
+    # bad input, missing files, connection / auth failures, damaged indexes, concurrent writers, failed saves
+    except (OSError, KeyError, ValueError, IndexStorageError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"ret2: error: {message}", file=sys.stderr)
+        print(f"ret2: error: {' '.join(str(message).split())}", file=sys.stderr)  # one line
         return 2
 
 

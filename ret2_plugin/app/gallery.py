@@ -22,7 +22,7 @@ figcaption{font-size:12px;overflow-wrap:anywhere}.score{color:#666}.query img{ma
 def _img(src: str | None, out_dir: Path, alt: str) -> str:
     if not src:
         return '<div class="noimg">(no image)</div>'
-    if not src.startswith(("http://", "https://")):
+    if not src.startswith(("http://", "https://", "data:image/")):
         src = os.path.relpath(Path(src).resolve(), out_dir.resolve())
     return f'<img src="{html.escape(src, quote=True)}" alt="{html.escape(alt, quote=True)}" loading="lazy">'
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from ret2_plugin.items import Item, Side
 from ret2_plugin.processing import ImageLoadError, ReT2Processor
-from ret2_plugin.processing.images import load_image
+from ret2_plugin.processing.images import load_image, target_size
 
 
 
@@ -36,17 +36,26 @@ def _chunks(n: int, parts: int) -> list[range]:
 
 
 def decode_images(
-    items: Sequence[Item], *, root: str | Path | None = None, executor: Executor | None = None, workers: int = 1
+    items: Sequence[Item],
+    *,
+    root: str | Path | None = None,
+    executor: Executor | None = None,
+    workers: int = 1,
+    target: tuple[int, int] | None = None,
 ) -> list[Image.Image | None | ImageLoadError]:
-    """Decode every item's image; a failure is returned in place (an `ImageLoadError`), not raised."""
+    """Decode every item's image; a failure is returned in place (an `ImageLoadError`), not raised.
+    With `target` (`processing.images.target_size` of the image processor) huge images are reduced
+    towards the model resolution as they are read, so memory does not grow with source resolution."""
 
     def one(item: Item) -> Image.Image | None | ImageLoadError:
         if not item.has_image:
             return None
         try:
-            return load_image(item.image, root=root)
+            return load_image(item.image, root=root, target=target)
         except ImageLoadError as exc:
             return exc
+        except Exception as exc:  # noqa: BLE001 - any loader failure (plugins too) is this item's error
+            return ImageLoadError(item.image, f"{type(exc).__name__}: {exc}")
 
     if executor is None or workers <= 1 or sum(item.has_image for item in items) <= 1:
         return [one(item) for item in items]
@@ -68,7 +77,8 @@ def prepare_batch(
 ) -> dict[str, Any]:
     """Model inputs for `items`; raises the first `ImageLoadError` (naming the input position)."""
     if images is None:
-        decoded = decode_images(items, root=root, executor=executor, workers=workers)
+        target = target_size(processor.image_processor)
+        decoded = decode_images(items, root=root, executor=executor, workers=workers, target=target)
         for position, image in enumerate(decoded):
             if isinstance(image, ImageLoadError):
                 raise ImageLoadError(items[position].image, f"{image.reason} (batch position {position})") from image

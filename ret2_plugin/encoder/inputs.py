@@ -10,8 +10,7 @@ list of them (text parts are joined with a space, at most one image part). Every
 
 from __future__ import annotations
 
-import base64
-import binascii
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,26 +33,23 @@ def _is_image_reference(text: str, root: str | Path | None = None) -> bool:
 
     if is_image_url_or_path(text):
         return True
-    return root is not None and text.lower().endswith(_IMAGE_EXTENSIONS) and (Path(root) / text).is_file()
+    # os.path.isfile, not Path.is_file: a name over 255 bytes is "not a file", not an OSError
+    return root is not None and text.lower().endswith(_IMAGE_EXTENSIONS) and os.path.isfile(Path(root) / text)
 
 
 def _decode_data_uri(uri: str, position: str) -> bytes:
-    """`data:image/...;base64,<payload>` -> the image bytes (then decoded by the bytes image loader)."""
-    header, sep, payload = uri.partition(",")
-    if not sep or not header.lower().startswith("data:image/") or not header.lower().endswith(";base64"):
-        raise ValueError(f"{position}: only base64 'data:image/...;base64,' URIs are supported")
+    """`data:image/...;base64,<payload>` -> the image bytes (size-capped; then decoded by the bytes loader)."""
+    from ret2_plugin.processing.images import ImageLoadError, decode_data_uri
+
     try:
-        data = base64.b64decode(payload.strip(), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError(f"{position}: malformed base64 data in the data URI: {exc}") from exc
-    if not data:
-        raise ValueError(f"{position}: the data URI carries no image data")
-    return data
+        return decode_data_uri(uri)
+    except ImageLoadError as exc:
+        raise ValueError(f"{position}: {exc.reason}") from exc
 
 
 def _looks_like_missing_image_path(text: str) -> bool:
     """One token ending in an image extension that is not a file: almost surely a mistyped path."""
-    return bool(re.fullmatch(r"\S+", text)) and text.lower().endswith(_IMAGE_EXTENSIONS) and not Path(text).is_file()
+    return bool(re.fullmatch(r"\S+", text)) and text.lower().endswith(_IMAGE_EXTENSIONS) and not os.path.isfile(text)
 
 
 def _is_image_value(value: Any) -> bool:

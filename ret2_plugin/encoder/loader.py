@@ -14,18 +14,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ret2_plugin.encoder.safety import OUR_MODULE, SAFE_ST_MODULES, UnsafeModelError, check_st_folder
 from ret2_plugin.encoder.st_module import ReT2Encoder
 from ret2_plugin.precision import apply as apply_precision
 from ret2_plugin.precision import canonical as canonical_precision
 
+__all__ = ["SAFE_ST_MODULES", "UnsafeModelError", "load_encoder"]
+
 _OUR_MODULE = f"{ReT2Encoder.__module__}.{ReT2Encoder.__name__}"
-# sentence-transformers modules allowed after ours. Only these: others (Transformer, Router, ...) forward
-# trust_remote_code to Hugging Face loaders, which would run `auto_map` code shipped in the folder.
-SAFE_ST_MODULES = frozenset(
-    f"sentence_transformers.{prefix}{name}"
-    for name in ("Dense", "Normalize")
-    for prefix in (f"base.modules.{name.lower()}.", "base.modules.", "models.")
-)
+assert _OUR_MODULE == OUR_MODULE
 
 
 def _st_class(multi_vector: bool) -> type:
@@ -33,20 +30,6 @@ def _st_class(multi_vector: bool) -> type:
     from ret2_plugin.encoder.prefetch import ReT2MultiVectorEncoder, ReT2SentenceTransformer
 
     return ReT2MultiVectorEncoder if multi_vector else ReT2SentenceTransformer
-
-
-def _foreign_modules(folder: Path) -> list[str]:
-    """The module types of a sentence-transformers folder that are neither ours (first) nor in
-    `SAFE_ST_MODULES` (after ours); empty when the folder is safe to load with trust_remote_code."""
-    try:
-        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
-        types = [str(m.get("type", "")) for m in modules]
-    except (OSError, json.JSONDecodeError, AttributeError, TypeError) as exc:
-        raise ValueError(f"{folder}/modules.json is unreadable: {exc}") from exc
-    if not types:
-        return ["<no modules>"]
-    head = [] if types[0] == _OUR_MODULE else [types[0]]
-    return head + [t for t in types[1:] if t not in SAFE_ST_MODULES]
 
 
 def _with_normalize(model: Any) -> Any:
@@ -97,6 +80,11 @@ def load_encoder(
     `image_root` confines relative image paths to a folder. Other keyword arguments (`prompts`,
     `default_prompt_name`, `similarity_fn_name`, ...) go to the sentence-transformers constructor.
     Plain `encode` uses the document side; use `encode_query` / `encode_document` for retrieval.
+
+    Safe by default: no code shipped in the folder runs. A sentence-transformers folder may hold only
+    our module then Dense / Normalize, whose configs may name only torch.nn activations
+    (`UnsafeModelError` otherwise); `trust_remote_code=True` (the caller's choice) lifts that for the
+    modules after ours. Hugging Face loaders never get `trust_remote_code=True`.
     """
     precision = canonical_precision(precision)
     from ret2_plugin.modeling.official import resolve_checkpoint_dir
@@ -106,15 +94,13 @@ def load_encoder(
         folder = resolve_checkpoint_dir(path_or_id)
     module_options = {"image_workers": image_workers, "image_root": image_root}
     if (folder / "modules.json").is_file():
-        foreign = _foreign_modules(folder)
-        if foreign and not kwargs.get("trust_remote_code"):
-            raise ValueError(
-                f"{folder} is a sentence-transformers folder with modules other than {_OUR_MODULE} followed by "
-                f"{sorted(SAFE_ST_MODULES)}: {foreign}; load it with sentence-transformers directly "
-                "(trust_remote_code=True if you trust it)"
-            )
-        kwargs.setdefault("trust_remote_code", True)  # only our module, Dense and Normalize are imported
-        model = _with_normalize(_st_class(_multi_vector_of(folder))(str(folder), device=device, **kwargs))
+        # vetted before anything is imported; our module always comes from this package (never from
+        # the folder), and Dense / Normalize load with trust_remote_code=False unless the caller opts in
+        trust = bool(kwargs.pop("trust_remote_code", False))
+        check_st_folder(folder, trust_remote_code=trust)
+        model = _with_normalize(_st_class(_multi_vector_of(folder))._load_with_module_classes(
+            str(folder), {OUR_MODULE: ReT2Encoder}, device=device, trust_remote_code=trust, **kwargs
+        ))
         encoder = model[0]
         if isinstance(encoder, ReT2Encoder):
             if image_workers is not None:

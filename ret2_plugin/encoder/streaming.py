@@ -27,6 +27,7 @@ from ret2_plugin.encoder.inputs import to_item, with_prompt
 from ret2_plugin.encoder.st_module import ReT2Encoder
 from ret2_plugin.items import Item
 from ret2_plugin.processing import ImageLoadError
+from ret2_plugin.processing.images import target_size
 from ret2_plugin.workers import Prefetcher
 
 
@@ -107,7 +108,8 @@ def _prepare(
 ) -> tuple[list[Item], Any, list[tuple[Item, str]]]:
     """Decode (per-item errors kept aside) and build the tensors of the items that survived (the
     prompt applied to the model's copy only: the items handed back stay as given)."""
-    decoded = decode_images(batch, root=root, executor=pool.executor, workers=pool.workers)
+    target = target_size(module.processor.image_processor)  # huge images reduced as they are read
+    decoded = decode_images(batch, root=root, executor=pool.executor, workers=pool.workers, target=target)
     good, images, errors = [], [], []
     for item, image in zip(batch, decoded):
         if isinstance(image, ImageLoadError):
@@ -115,18 +117,22 @@ def _prepare(
         else:
             good.append(item)
             images.append(image)
-    features = (
-        prepare_batch(
-            module.processor,
-            [with_prompt(item, prompt, side) for item in good],
-            side,
-            images=images,
-            executor=pool.executor,
-            workers=pool.workers,
-        )
-        if good
-        else None
-    )
+    features = None
+    if good:
+        prompted = [with_prompt(item, prompt, side) for item in good]
+        try:
+            features = prepare_batch(module.processor, prompted, side, images=images, executor=pool.executor, workers=pool.workers)
+        except Exception:  # noqa: BLE001 - find the item(s) that cannot be prepared; the rest go on
+            keep = []
+            for index, (item, image) in enumerate(zip(prompted, images)):
+                try:
+                    prepare_batch(module.processor, [item], side, images=[image])
+                    keep.append(index)
+                except Exception as exc:  # noqa: BLE001
+                    errors.append((good[index], f"cannot prepare: {type(exc).__name__}: {exc}"))
+            good, prompted, images = [good[i] for i in keep], [prompted[i] for i in keep], [images[i] for i in keep]
+            if good:
+                features = prepare_batch(module.processor, prompted, side, images=images, executor=pool.executor, workers=pool.workers)
     return good, features, errors
 
 

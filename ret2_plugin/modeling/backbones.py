@@ -44,7 +44,7 @@ def build_backbone(config: dict[str, Any]) -> PreTrainedModel:
 def load_pretrained_backbone(name_or_path: str, kind: str) -> PreTrainedModel:
     """Pretrained tower from a local directory or hub id; for two-tower checkpoints (CLIP, SigLIP)
     the `kind` ("text" / "vision") tower is taken."""
-    cfg = AutoConfig.from_pretrained(name_or_path)
+    cfg = AutoConfig.from_pretrained(name_or_path, trust_remote_code=False)  # never folder code
     tower_type = _TOWER_TYPES[kind].get(cfg.model_type)
     if tower_type is not None:
         from transformers import CLIPTextModel, CLIPVisionModel, SiglipTextModel, SiglipVisionModel
@@ -57,7 +57,7 @@ def load_pretrained_backbone(name_or_path: str, kind: str) -> PreTrainedModel:
         }[tower_type]
         return cls.from_pretrained(name_or_path)
     kwargs = {"add_pooling_layer": False} if cfg.model_type in ("bert", "vit", "roberta", "xlm-roberta") else {}
-    return AutoModel.from_pretrained(name_or_path, **kwargs)
+    return AutoModel.from_pretrained(name_or_path, trust_remote_code=False, **kwargs)
 
 
 def hidden_size_of(model: PreTrainedModel) -> int:

@@ -18,7 +18,7 @@ from transformers import AutoImageProcessor, AutoTokenizer
 
 from ret2_plugin.items import Item, Side
 from ret2_plugin.processing.fast_pixels import fast_pixel_values
-from ret2_plugin.processing.images import load_image
+from ret2_plugin.processing.images import load_image, target_size
 
 PLACEHOLDER_SIZE = (336, 336)
 
@@ -68,8 +68,9 @@ class ReT2Processor:
             from ret2_plugin.modeling.backbones import config_from_dict
 
             tokenizer_kwargs["config"] = config_from_dict(text_config)
-        tokenizer = AutoTokenizer.from_pretrained(text_source, **tokenizer_kwargs)
-        image_processor = AutoImageProcessor.from_pretrained(vision_source)
+        # trust_remote_code=False: an `auto_map` in the folder is refused, never run nor prompted for
+        tokenizer = AutoTokenizer.from_pretrained(text_source, trust_remote_code=False, **tokenizer_kwargs)
+        image_processor = AutoImageProcessor.from_pretrained(vision_source, trust_remote_code=False)
         return cls(tokenizer, image_processor, max_length=max_length)
 
     @classmethod
@@ -99,7 +100,8 @@ class ReT2Processor:
 
     def load_images(self, items: Sequence[Item], *, root: str | Path | None = None) -> list[Image.Image | None]:
         """Decode every item's image (None where it has none); raises `ImageLoadError`."""
-        return [load_image(item.image, root=root) if item.has_image else None for item in items]
+        target = target_size(self.image_processor)  # huge images reduced as read, as the encoder does
+        return [load_image(item.image, root=root, target=target) if item.has_image else None for item in items]
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         kwargs: dict[str, Any] = dict(return_tensors="pt", padding=True, truncation=True)

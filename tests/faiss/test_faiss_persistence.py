@@ -146,7 +146,13 @@ def test_corrupted_directories_give_clear_errors(tmp_path):
     backend.close()
     manifest = json.loads((loc / "manifest.json").read_text())
 
+    # with checksums (every manifest written now): the damaged file is named, nothing is loaded
     (loc / manifest["payload_file"]).write_bytes(old_payload)  # payload of another generation
+    with pytest.raises(IndexCorruptedError, match=rf"{manifest['payload_file']} is damaged: its sha256"):
+        FaissBackend.open(str(loc))
+    # without them (a manifest written before checksums existed) the structural checks still catch it
+    unchecked = {k: v for k, v in manifest.items() if k not in ("checksums", "manifest_sha256")}
+    (loc / "manifest.json").write_text(json.dumps(unchecked))
     with pytest.raises(IndexCorruptedError, match="inconsistent.*payload store holds 40 documents, manifest says 60"):
         FaissBackend.open(str(loc))
 
@@ -157,6 +163,9 @@ def test_corrupted_directories_give_clear_errors(tmp_path):
     index_file = loc / manifest["index_file"]
     index_file.write_bytes(index_file.read_bytes()[:100])
     with pytest.raises(IndexCorruptedError, match="cannot be read by FAISS"):
+        FaissBackend.open(str(loc))
+    (loc / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorruptedError, match=rf"{manifest['index_file']} is damaged"):
         FaissBackend.open(str(loc))
     index_file.unlink()
     with pytest.raises(IndexCorruptedError, match="missing"):

@@ -1,0 +1,119 @@
+"""Peak RSS of `ret2 index` on huge images: early reduction (default) vs full-resolution decoding.
+
+Twelve 9400 x 9400 PNGs (small files: flat colours) are indexed at the default batch size by a real
+`ret2 index` subprocess; the peak RSS of that process (`wait4` rusage) is reported, once as shipped
+and once with early reduction switched off (`REDUCE_ABOVE_PIXELS` raised past any image), so the
+figure shows what the reduction buys. Goal: under 2 GB, independent of source resolution.
+
+    python bench/bench_image_memory.py [--model DIR] [--images 12] [--size 9400] [--out result.json]
+
+Without `--model`, a small randomly initialised CLIP-shaped ReT-2 model with the official 224 px CLIP
+preprocessing is built (no training, no download): decoding, not the model, is what is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RUN = """
+import sys
+from ret2_plugin.processing import images
+if sys.argv.pop(1) == "full":
+    images.REDUCE_ABOVE_PIXELS = 1 << 62  # never reduce: every image decoded and kept at full resolution
+from ret2_plugin.app.cli import main
+sys.exit(main())
+"""
+
+
+def make_images(folder: Path, count: int, size: int) -> list[Path]:
+    from PIL import Image, ImageDraw
+
+    paths = []
+    for i in range(count):
+        path = folder / f"huge{i:02d}.png"
+        image = Image.new("RGB", (size, size), (20 * i % 256, 80, 160))
+        draw = ImageDraw.Draw(image)
+        draw.rectangle((size // 4, size // 4, 3 * size // 4, 3 * size // 4), fill=(255, 255 - 15 * i % 256, 0))
+        draw.ellipse((size // 8, size // 2, size // 2, 7 * size // 8), fill=(0, 200, 20 * i % 256))
+        image.save(path, optimize=False, compress_level=9)
+        paths.append(path)
+    return paths
+
+
+def build_model(out: Path) -> Path:
+    """A small CLIP-shaped ReT-2 model (224 px, patch 32) with the CLIP image processor, saved to `out`."""
+    from ret2_plugin.presets import tiny_clip_model
+
+    model, processor = tiny_clip_model("ret2", image_size=224, patch_size=32)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def peak_rss(mode: str, corpus: Path, index: Path, model: str, batch_size: int | None) -> dict:
+    command = [sys.executable, "-c", RUN, mode, "index", str(corpus), "--index", str(index), "--model", model, "--json", "--no-progress"]
+    if batch_size is not None:
+        command += ["--batch-size", str(batch_size)]
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    out, err = proc.stdout.read(), proc.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"ret2 index ({mode}) failed: {err[-2000:]}")
+    summary = json.loads(out)
+    return {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "seconds": round(seconds, 1), "indexed": summary["indexed"],
+            "failed": summary["failed"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="model for `ret2 index` (default: a small 224 px CLIP-shaped model)")
+    parser.add_argument("--images", type=int, default=12)
+    parser.add_argument("--size", type=int, default=9400)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the CLI's default")
+    parser.add_argument("--skip-full", action="store_true", help="only measure the shipped (reducing) path")
+    parser.add_argument("--small-size", type=int, default=940,
+                        help="also index the same number of images this size (the reduced size), to show that peak RSS "
+                        "does not grow with source resolution (0: skip)")
+    parser.add_argument("--out", help="also write the JSON here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        if args.model is None:
+            args.model = str(build_model(folder / "model"))
+        paths = make_images(folder, args.images, args.size)
+        corpus = folder / "corpus.jsonl"
+        corpus.write_text("".join(json.dumps({"id": p.stem, "image": p.name}) + "\n" for p in paths))
+        result = {
+            "images": args.images, "size": f"{args.size}x{args.size}", "format": "PNG",
+            "mean_file_kb": round(sum(p.stat().st_size for p in paths) / len(paths) / 1024, 1),
+            "model": args.model if not args.model.startswith(tmp) else "small CLIP-shaped ReT-2, 224 px", "batch_size": args.batch_size or "CLI default", "cpu_count": os.cpu_count(),
+            "reduced": peak_rss("reduced", corpus, folder / "ix-reduced", args.model, args.batch_size),
+        }
+        if args.small_size:
+            small = folder / "small"
+            small.mkdir()
+            small_paths = make_images(small, args.images, args.small_size)
+            small_corpus = small / "corpus.jsonl"
+            small_corpus.write_text("".join(json.dumps({"id": p.stem, "image": p.name}) + "\n" for p in small_paths))
+            result[f"small_{args.small_size}px"] = peak_rss("reduced", small_corpus, folder / "ix-small", args.model, args.batch_size)
+        if not args.skip_full:
+            result["full_resolution"] = peak_rss("full", corpus, folder / "ix-full", args.model, args.batch_size)
+        result["goal_peak_rss_mb"] = 2048
+        result["goal_met"] = result["reduced"]["peak_rss_mb"] < 2048
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
