@@ -24,7 +24,11 @@ from haystack.document_stores.types.filter_policy import apply_filter_policy
 from ret2_plugin import plugins
 from ret2_plugin.filters import normalize_filters
 from ret2_plugin.index import SearchHit
-from ret2_plugin.integrations.haystack.document_store import ReT2DocumentStore, haystack_filter_errors
+from ret2_plugin.integrations.haystack.document_store import (
+    ReT2DocumentStore,
+    haystack_filter_errors,
+    record_to_document,
+)
 from ret2_plugin.integrations.haystack.backend_options import (
     check_options,
     deserialize_options,
@@ -170,7 +174,12 @@ class ReT2Retriever:
             hits = self._index.search(vector, top_k=self.top_k if top_k is None else top_k, filters=combined, **extra)
         if self.score_threshold is not None:
             hits = [hit for hit in hits if hit.score >= self.score_threshold]
-        return {"documents": [hit_to_document(hit) for hit in hits]}
+        if self.document_store is None:
+            return {"documents": [hit_to_document(hit) for hit in hits]}
+        # the stored documents (blob, embedding as written, meta), in hit order with the hit's score
+        records = {r.id: r for r in self._index.get([hit.id for hit in hits])}
+        return {"documents": [record_to_document(records[h.id], score=h.score) if h.id in records else hit_to_document(h)
+                              for h in hits]}
 
     @component.output_types(documents=list[Document])
     async def run_async(

@@ -50,6 +50,18 @@ def test_blob_no_embedding_and_written_embedding_round_trip(store):
     # only the document with an embedding is searchable; the other is filterable only
     hits = ReT2Retriever(document_store=store).run(query_embedding=[1.0] + [0.0] * 7)["documents"]
     assert [h.id for h in hits] == ["img"] and hits[0].score == pytest.approx(0.6)
+    # the retriever hands back the stored document: blob, embedding as written, meta
+    assert hits[0].blob == png and hits[0].embedding == docs[0].embedding and hits[0].meta == docs[0].meta
+
+
+def test_writer_shortcut_and_store_form_store_the_same(tmp_path):
+    """`ReT2DocumentWriter(backend=, location=)` is `document_store=ReT2DocumentStore(backend=, location=)`:
+    one Document -> record mapping (blob and meta["file_path"] kept)."""
+    png = ByteStream(data=b"bytes", mime_type="image/png")
+    doc = Document(id="d", content="c", blob=png, meta={"file_path": "x.png"}, embedding=_vectors(1)[0].tolist())
+    location = str(tmp_path / "ix")
+    assert ReT2DocumentWriter(backend="faiss", location=location).run(documents=[doc])["documents_written"] == 1
+    assert ReT2DocumentStore(backend="faiss", location=location).filter_documents() == [doc]
 
 
 def test_first_write_without_embedding_needs_a_dimension(tmp_path):
