@@ -100,6 +100,15 @@ def test_haystack_document_writer_and_ret2_writer_take_the_store(store):
     assert asyncio.run(store.filter_documents_async({"field": "id", "operator": "==", "value": "w3"})) == [docs[3]]
 
 
+def test_hybrid_retriever_needs_bm25_and_query_text(store):
+    store.write_documents([Document(id="a", content="x", embedding=_vectors(1)[0].tolist())])
+    retriever = ReT2Retriever(document_store=store, hybrid=True)
+    with pytest.raises(ValueError, match="needs the query text"):
+        retriever.run(query_embedding=_vectors(1)[0].tolist())
+    with pytest.raises(ValueError, match="no BM25"):
+        retriever.run(query_embedding=_vectors(1)[0].tolist(), query="x")
+
+
 def test_retriever_needs_a_store_or_a_location():
     with pytest.raises(ValueError, match="document_store"):
         ReT2Retriever()
