@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ret2_plugin.index import (
-    IndexMismatchError, IndexRecord, SearchHit, WriteReport, as_float32, check_ids, check_top_k, maxsim,
+    IndexMismatchError, IndexNotFoundError, IndexRecord, SearchHit, WriteReport, as_float32, check_ids, check_top_k, maxsim,
 )
 
 from . import mapping as mp
@@ -107,7 +107,7 @@ class ElasticsearchBackend:
         layout = _read_layout(client, location)
         if layout is None:
             if dim is None:
-                raise ValueError(f"Elasticsearch index {location!r} does not exist at {where}; pass dim= to create it")
+                raise IndexNotFoundError(f"Elasticsearch index {location!r} does not exist at {where}; pass dim= to create it")
             body = mp.build_index_body(dim=dim, multi_vector=multi_vector, similarity=similarity, info=info, **mapping_options)
             _create(client, location, body)
             layout = _read_layout(client, location)

@@ -30,7 +30,7 @@ from haystack.errors import FilterError as HaystackFilterError
 
 from ret2_plugin import plugins
 from ret2_plugin.filters import FilterError, normalize_filters
-from ret2_plugin.index import IndexRecord, check_similarity
+from ret2_plugin.index import IndexNotFoundError, IndexRecord, check_similarity
 from ret2_plugin.integrations.haystack import metadata
 from ret2_plugin.integrations.haystack.backend_options import (
     check_options,
@@ -147,9 +147,7 @@ class ReT2DocumentStore:
         options = resolve_options(self.backend_options)
         try:
             self._index = backend_cls.open(self.location, **options)
-        except ValueError as exc:
-            if "does not exist" not in str(exc):
-                raise
+        except (IndexNotFoundError, FileNotFoundError):
             dim = self.embedding_dim or dim
             if dim is None:
                 return None

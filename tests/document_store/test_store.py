@@ -73,6 +73,16 @@ def test_first_write_without_embedding_needs_a_dimension(tmp_path):
         store.filter_documents({"conditions": []})
 
 
+@pytest.mark.parametrize("backend", ["memory", "faiss"])
+def test_backends_say_index_not_found_by_type(backend, tmp_path):
+    """The store creates an index when `open` raises IndexNotFoundError, not by reading the message."""
+    from ret2_plugin.index import IndexNotFoundError
+    from ret2_plugin.plugins import get_index_backend
+
+    with pytest.raises(IndexNotFoundError):
+        get_index_backend(backend).open(str(tmp_path / "none") if backend == "faiss" else f"none-{uuid.uuid4().hex}")
+
+
 def test_faiss_store_persists_and_reopens_in_a_new_instance(tmp_path):
     vectors = _vectors(5)
     location = str(tmp_path / "ix")
