@@ -38,6 +38,7 @@ class ElasticsearchBackend:
     """Index backend on Elasticsearch. Open with `ElasticsearchBackend.open(index_name, dim=..., ...)`."""
 
     name: ClassVar[str] = "elasticsearch"
+    durable_writes: ClassVar[bool] = True  # acknowledged bulk writes are in the translog; `persist` only commits
 
     def __init__(self, client: Any, index: str, layout: dict[str, Any], *, where: str, bulk: BulkSettings,
                  refresh: bool | str | None = None, progress: bool = False, connection: dict[str, Any] | None = None,
@@ -179,6 +180,10 @@ class ElasticsearchBackend:
             deleted += delete_matching(self.client, self.index, query)
         self._dirty = True
         return deleted
+
+    def refresh(self) -> None:
+        """Make acknowledged writes visible to every reader (an ES refresh; no Lucene commit, unlike `persist`)."""
+        self._refresh_if_dirty(force=True)
 
     def persist(self) -> None:
         """Refresh (searchable) and flush (Lucene commit). Bulk writes are already durable in the translog."""

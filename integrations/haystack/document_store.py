@@ -9,7 +9,9 @@ without an embedding are stored and filterable but not vector-searchable.
 
 The index is created on the first write that needs it: its dimension is `embedding_dim` if given,
 else that of the first embedding written (a write of documents without any embedding into an index
-that does not exist yet needs `embedding_dim`). Writes are persisted after each call.
+that does not exist yet needs `embedding_dim`). Writes are durable when each call returns (FAISS saves a
+new generation per call, so bulk loads should write in large batches; Elasticsearch writes are durable in
+its translog and are not flushed per call).
 """
 
 from __future__ import annotations
@@ -154,6 +156,16 @@ class ReT2DocumentStore:
             self._index = backend_cls.open(self.location, dim=dim, similarity=self.similarity, **options)
         return self._index
 
+    @staticmethod
+    def _persist(index: Any) -> None:
+        """Make a call's writes durable. Backends whose writes are durable as they land (Elasticsearch: the
+        translog; reads refresh first) say so with `durable_writes = True` and are not flushed per call.
+        FAISS saves a new generation per call: for bulk loads, write in large batches (or `ret2 index`)."""
+        if getattr(index, "durable_writes", False):
+            index.refresh()  # visible to every reader (e.g. elasticsearch-haystack) when the call returns
+        else:
+            index.persist()
+
     @property
     def index(self) -> Any:
         """The backend index (opened on first use), e.g. for `ReT2Retriever` and `ret2 search`."""
@@ -243,7 +255,7 @@ class ReT2DocumentStore:
             todo = list({d.id: d for d in documents}.values())  # the last of repeated ids wins, as upserts do
         similarity = getattr(index, "similarity", self.similarity)
         report = index.add([document_to_record(d, similarity) for d in todo])
-        index.persist()
+        self._persist(index)
         _raise_partial(report, "written")
         return report.written
 
@@ -251,7 +263,7 @@ class ReT2DocumentStore:
         index = self._open()
         if index is not None and document_ids:
             index.delete(list(document_ids))
-            index.persist()
+            self._persist(index)
 
     def delete_all_documents(self, recreate_index: bool = False) -> None:
         """Delete every document. `recreate_index`: also rebuild the index itself, empty (Elasticsearch:
@@ -267,7 +279,7 @@ class ReT2DocumentStore:
             index.delete(ids)
         if recreate_index and hasattr(index, "rebuild"):
             index.rebuild()
-        index.persist()
+        self._persist(index)
 
     def delete_by_filter(self, filters: dict[str, Any]) -> int:
         canonical = _haystack_filters(filters)
@@ -276,7 +288,7 @@ class ReT2DocumentStore:
             return 0
         with haystack_filter_errors():
             deleted = index.delete(None, filters=canonical)
-        index.persist()
+        self._persist(index)
         return deleted
 
     def update_by_filter(self, filters: dict[str, Any], meta: dict[str, Any]) -> int:
@@ -290,7 +302,7 @@ class ReT2DocumentStore:
         for record in records:
             record.meta = {**record.meta, **meta}
         report = index.add(records)
-        index.persist()
+        self._persist(index)
         _raise_partial(report, "updated")
         return report.written
 
