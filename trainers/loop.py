@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ret2_plugin.atomic import atomic_write_json
+from ret2_plugin.extras import require
 from ret2_plugin.items import ItemError
 
 from . import checkpoint as ckpt
@@ -89,6 +90,8 @@ class Trainer:
         from ret2_plugin.processing import ReT2Processor
 
         self.config = cfg = config
+        if cfg.plot:  # fail before step 1, not after the run: matplotlib is the `train` extra
+            require("matplotlib", "`plot: true` (training curves)")
         du.init_from_env(cfg.ddp_backend)
         self.rank, self.world = du.rank(), du.world_size()
         self.device = resolve_device(cfg)

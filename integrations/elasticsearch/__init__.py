@@ -5,6 +5,10 @@ Split by job: `connection` (client from args / env), `mapping` (index body, read
 `backend` (the protocol).
 """
 
+from ret2_plugin.extras import require
+
+require("elasticsearch", "the Elasticsearch index backend")  # else a one-line error naming the extra to install
+
 from .backend import ElasticsearchBackend
 from .connection import ElasticsearchConnectionError, backend_options_from_args
 from .filters import to_es_query

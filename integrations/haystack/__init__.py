@@ -2,6 +2,10 @@
 writer. Also published as `haystack_integrations.components.{embedders,retrievers,writers}.ret2` (the
 path pipeline YAML names them by)."""
 
+from ret2_plugin.extras import require
+
+require("haystack", "the Haystack components")  # else a one-line error naming the extra to install
+
 from ret2_plugin.integrations.haystack.document_embedder import DocumentEmbeddingError, ReT2DocumentEmbedder
 from ret2_plugin.integrations.haystack.images import DocumentImageError
 from ret2_plugin.integrations.haystack.query_embedder import ReT2QueryEmbedder
