@@ -83,7 +83,7 @@ class ReT2Model(nn.Module):
             model.load_weights(load_file(str(folder / WEIGHTS_NAME), device=str(map_location)))
             return model.eval()
         if is_official_checkpoint(folder):
-            return load_official(folder, map_location=map_location).eval()
+            return load_official(folder, cls, map_location=map_location).eval()
         raise FileNotFoundError(
             f"{folder} is not a ret2-plugin model ({CONFIG_NAME}) nor an official ReT checkpoint (config.json with model_type 'retriever')"
         )

@@ -110,11 +110,11 @@ def official_to_ours(key: str) -> str | None:
     return prefix + rest
 
 
-def load_official(folder: Path, *, map_location: str | torch.device = "cpu") -> Any:
-    from ret2_plugin.modeling.model import ReT2Model
-
+def load_official(folder: Path, model_cls: Any, *, map_location: str | torch.device = "cpu") -> Any:
+    """An official checkpoint as a `model_cls` (ReT2Model, passed in so this module does not import
+    model.py, which imports this one)."""
     config = config_from_official(json.loads((folder / "config.json").read_text()))
-    model = ReT2Model(config)
+    model = model_cls(config)
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:
         raise FileNotFoundError(f"no *.safetensors weights in {folder} (pytorch_model.bin is not loaded, for safety)")
