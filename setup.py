@@ -21,7 +21,11 @@ packages += EXAMPLE_DATA
 
 setup(
     packages=packages,
-    package_dir={**ROOTS, "haystack_integrations": "haystack_integrations", "ret2_plugin.example_data": "examples/data"},
+    package_dir={
+        **ROOTS,
+        "haystack_integrations": "haystack_integrations",
+        "ret2_plugin.example_data": "examples/data",
+    },
     package_data={
         "ret2_plugin": ["py.typed"],
         "ret2_plugin.example_data": ["*.jsonl", "*.md"],

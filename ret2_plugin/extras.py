@@ -50,7 +50,9 @@ def missing_extra(exc: ModuleNotFoundError, purpose: str | None = None) -> Missi
     if found is None:
         return None
     dist, hint = found
-    return MissingExtraError(f"{purpose or 'this feature'} needs the `{dist}` package, which is not installed: {hint}", name=exc.name)
+    return MissingExtraError(
+        f"{purpose or 'this feature'} needs the `{dist}` package, which is not installed: {hint}", name=exc.name
+    )
 
 
 def require(module: str, purpose: str | None = None) -> ModuleType:

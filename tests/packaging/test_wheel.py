@@ -61,8 +61,20 @@ print(json.dumps(out))
 """
 
 # feature -> the extra that provides it (faiss: core)
-FEATURES = {"faiss": None, "elasticsearch": "elasticsearch", "haystack": "haystack", "train": "train", "starter": "starter"}
-PROVIDES = {"": set(), "elasticsearch": {"elasticsearch"}, "haystack": {"haystack", "elasticsearch"}, "train": {"train"}, "starter": {"starter"}}
+FEATURES = {
+    "faiss": None,
+    "elasticsearch": "elasticsearch",
+    "haystack": "haystack",
+    "train": "train",
+    "starter": "starter",
+}
+PROVIDES = {
+    "": set(),
+    "elasticsearch": {"elasticsearch"},
+    "haystack": {"haystack", "elasticsearch"},
+    "train": {"train"},
+    "starter": {"starter"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +87,9 @@ def test_wheel_metadata_and_contents(wheel: Path) -> None:
     core = {r.name: r for r in requirements if r.marker is None}
     assert "faiss-cpu" in core, "FAISS, the embedded default backend, must be a core dependency"
     for req in requirements:
-        if req.name == "ret2-plugin" or any(f'extra == "{tool}"' in str(req.marker) for tool in ("dev", "lint", "release")):
+        if req.name == "ret2-plugin" or any(
+            f'extra == "{tool}"' in str(req.marker) for tool in ("dev", "lint", "release")
+        ):
             continue  # self-references and developer tools (no ceiling needed)
         ops = {spec.operator for spec in req.specifier}
         assert "==" not in ops and "<" in ops and (">=" in ops), f"{req}: a range with a floor and a ceiling"
@@ -103,7 +117,9 @@ def test_each_extra_installs_and_works_alone(wheel: Path, extra: str, tmp_path: 
     python = make_env(tmp_path, wheel, {extra} if extra else set())
     work = tmp_path / "empty"
     work.mkdir()
-    run = subprocess.run([str(python), "-c", PROBE], cwd=work, env=clean_env(), capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [str(python), "-c", PROBE], cwd=work, env=clean_env(), capture_output=True, text=True, timeout=600
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     found = json.loads(run.stdout.strip().splitlines()[-1])
     assert found.pop("ret2_plugin_file").startswith(purelib_of(python))  # the wheel, not the checkout
@@ -116,8 +132,13 @@ def test_each_extra_installs_and_works_alone(wheel: Path, extra: str, tmp_path: 
     if extra in ("", "elasticsearch"):
         # The CLI: the default (starter) model is the `starter` extra: one line on stderr, exit 2.
         (work / "c.jsonl").write_text('{"id": "a", "text": "a"}\n')
-        cli = subprocess.run([str(python.parent / "ret2"), "index", "c.jsonl", "--index", "idx"],
-                             cwd=work, env=clean_env(RET2_CACHE_DIR=str(tmp_path / "cache")), capture_output=True, text=True)
+        cli = subprocess.run(
+            [str(python.parent / "ret2"), "index", "c.jsonl", "--index", "idx"],
+            cwd=work,
+            env=clean_env(RET2_CACHE_DIR=str(tmp_path / "cache")),
+            capture_output=True,
+            text=True,
+        )
         assert cli.returncode == 2, cli.stderr[-3000:]
         errors = [line for line in cli.stderr.splitlines() if line.startswith("ret2: error:")]
         assert "Traceback" not in cli.stderr and len(errors) == 1, cli.stderr[-3000:]
@@ -129,8 +150,14 @@ def test_demo_quick_runs_from_the_installed_wheel_in_an_empty_directory(wheel: P
     work = tmp_path / "empty"
     work.mkdir()
     env = clean_env(RET2_CACHE_DIR=str(tmp_path / "cache"))
-    run = subprocess.run([str(python.parent / "ret2"), "demo", "--quick", "--json"], cwd=work, env=env,
-                         capture_output=True, text=True, timeout=1500)
+    run = subprocess.run(
+        [str(python.parent / "ret2"), "demo", "--quick", "--json"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout)
     assert report["documents"] == 150 and report["indexing"]["indexed"] == 150 and report["indexing"]["failed"] == 0
@@ -139,6 +166,12 @@ def test_demo_quick_runs_from_the_installed_wheel_in_an_empty_directory(wheel: P
     gallery = work / "ret2-demo" / "gallery.html"
     assert gallery.is_file() and "<img" in gallery.read_text()
     # The corpus was read from the installed package data, not from a checkout.
-    where = subprocess.run([str(python), "-c", "from ret2_plugin.examples import example_data_dir; print(example_data_dir())"],
-                           cwd=work, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    where = subprocess.run(
+        [str(python), "-c", "from ret2_plugin.examples import example_data_dir; print(example_data_dir())"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert where.startswith(purelib_of(python)) and not where.startswith(str(ROOT))

@@ -15,7 +15,6 @@ import importlib.metadata as md
 import os
 import subprocess
 import sys
-import sysconfig
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,7 +29,19 @@ SELF = "ret2-plugin"
 def build_wheel(out_dir: Path) -> Path:
     """`pip wheel` of the checkout (no dependencies, no network: the build backend is already here)."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(out_dir), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(out_dir),
+            str(ROOT),
+        ],
         check=True,
     )
     (wheel,) = out_dir.glob("ret2_plugin-*.whl")
@@ -41,7 +52,11 @@ def wheel_requirements(wheel: Path) -> list[Requirement]:
     with zipfile.ZipFile(wheel) as zf:
         name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
         metadata = zf.read(name).decode()
-    return [Requirement(line.split(":", 1)[1].strip()) for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    return [
+        Requirement(line.split(":", 1)[1].strip())
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist:")
+    ]
 
 
 def _applies(req: Requirement, extras: Iterable[str]) -> bool:
@@ -125,16 +140,25 @@ def make_env(where: Path, wheel: Path, extras: set[str]) -> Path:
     venv = where / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()
-    Path(purelib, "zz_overlay.pth").write_text(f"{overlay}\n")
+    Path(purelib_of(python), "zz_overlay.pth").write_text(f"{overlay}\n")
     spec = f"{wheel}[{','.join(sorted(extras))}]" if extras else str(wheel)
     # pip from this environment, installing INTO the new one; --no-index: nothing comes from a registry.
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index", "--no-build-isolation", "-q", spec],
-        check=True, env=clean_env(), cwd=where,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--no-index",
+            "--no-build-isolation",
+            "-q",
+            spec,
+        ],
+        check=True,
+        env=clean_env(),
+        cwd=where,
     )
     return python
 
@@ -151,8 +175,10 @@ def clean_env(**extra: str) -> dict[str, str]:
 def purelib_of(python: Path) -> str:
     return subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
 
 
-__all__ = ["build_wheel", "clean_env", "closure", "make_env", "purelib_of", "sysconfig", "wheel_requirements"]
+__all__ = ["build_wheel", "clean_env", "closure", "make_env", "purelib_of", "wheel_requirements"]
