@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ret2_plugin.items import Item, ItemError
 
-from .data import EncodeCollator, EncodeDataset, make_loader, move_to
 from .losses import similarity
 
 RECALL_KS = (1, 5, 10)
@@ -58,28 +56,51 @@ class Encoded:
     errors: list[ItemError] = field(default_factory=list)
 
 
-@torch.no_grad()
+def as_encoder(model: Any, processor: Any, *, prompts: dict[str, str] | None = None,
+               image_workers: int | None = None) -> Any:
+    """A training-time `ReT2Model` + processor as the serving encoder (`ReT2Encoder`, inside a
+    `SentenceTransformer` when there are prompts to apply), so evaluation measures what serves."""
+    from ret2_plugin.encoder import ReT2Encoder
+
+    module = ReT2Encoder(model, processor, image_workers=image_workers)
+    if not prompts:
+        return module
+    from sentence_transformers import SentenceTransformer
+
+    device = next(model.parameters()).device
+    return SentenceTransformer(modules=[module], prompts=dict(prompts), device=str(device))
+
+
+def _torch_module(encoder: Any) -> torch.nn.Module:
+    return encoder[0].model if hasattr(encoder, "__getitem__") else getattr(encoder, "model", encoder)
+
+
 def encode_items(model: Any, processor: Any, items: Sequence[Item], *, side: str, source: str, device: torch.device,
-                 batch_size: int = 32, num_workers: int = 0, autocast_dtype: torch.dtype | None = None) -> Encoded:
-    """Encode items with `model.forward_features`, loading images in DataLoader workers."""
-    loader = make_loader(EncodeDataset(items, source), collate_fn=EncodeCollator(processor, side),
-                         batch_size=batch_size, num_workers=num_workers)
-    was_training = model.training
-    model.eval()
+                 batch_size: int = 32, num_workers: int = 0, autocast_dtype: torch.dtype | None = None,
+                 prompts: dict[str, str] | None = None) -> Encoded:
+    """Encode items through the serving path (`ret2_plugin.encoder.iter_embeddings`: prompts, later
+    modules, image decoding on worker threads, per-item errors). `model` is a `ReT2Model` with its
+    `processor` (training), or an encoder from `load_encoder` with `processor=None` (`ret2 eval`)."""
+    from ret2_plugin.encoder import iter_embeddings
+
+    encoder = model if processor is None else as_encoder(model, processor, prompts=prompts,
+                                                         image_workers=max(1, num_workers))
+    torch_model = _torch_module(encoder)
+    was_training = torch_model.training
+    positions = {id(item): i for i, item in enumerate(items)}
     chunks: list[torch.Tensor] = []
     indices: list[int] = []
     errors: list[ItemError] = []
     try:
-        for batch in loader:
-            errors.extend(batch["errors"])
-            if batch["inputs"] is None:
-                continue
-            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-                feats = model.forward_features(side=side, **move_to(batch["inputs"], device))
-            chunks.append(F.normalize(feats.float(), dim=-1).cpu())
-            indices.extend(batch["indices"])
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+            for batch in iter_embeddings(encoder, list(items), side=side,  # type: ignore[arg-type]
+                                         batch_size=batch_size, num_workers=max(1, num_workers)):
+                errors.extend(ItemError(source, item.line or 0, item.id, reason) for item, reason in batch.errors)
+                if batch.items:
+                    chunks.append(torch.from_numpy(batch.embeddings))
+                    indices.extend(positions[id(item)] for item in batch.items)
     finally:
-        model.train(was_training)
+        torch_model.train(was_training)
     if not chunks:
         raise ValueError(f"nothing in {source} could be encoded ({len(errors)} errors)")
     return Encoded(torch.cat(chunks), indices, errors)
@@ -115,12 +136,14 @@ def exact_search(queries: torch.Tensor, documents: torch.Tensor, top_k: int, chu
 
 def evaluate(model: Any, processor: Any, queries: Sequence[Item], corpus: Sequence[Item], *, device: torch.device,
              queries_file: str = "queries", corpus_file: str = "corpus", batch_size: int = 32, num_workers: int = 0,
-             autocast_dtype: torch.dtype | None = None, top_k: int = 10) -> dict[str, Any]:
-    """Encode corpus and queries, search exactly, return the metrics plus counts and errors."""
-    docs = encode_items(model, processor, corpus, side="document", source=corpus_file, device=device,
-                        batch_size=batch_size, num_workers=num_workers, autocast_dtype=autocast_dtype)
-    qs = encode_items(model, processor, queries, side="query", source=queries_file, device=device,
-                      batch_size=batch_size, num_workers=num_workers, autocast_dtype=autocast_dtype)
+             autocast_dtype: torch.dtype | None = None, top_k: int = 10,
+             prompts: dict[str, str] | None = None) -> dict[str, Any]:
+    """Encode corpus and queries (see `encode_items`: a ReT2Model + processor, or an encoder with
+    processor=None), search exactly, return the metrics plus counts and errors."""
+    options = dict(device=device, batch_size=batch_size, num_workers=num_workers, autocast_dtype=autocast_dtype,
+                   prompts=prompts)
+    docs = encode_items(model, processor, corpus, side="document", source=corpus_file, **options)  # type: ignore[arg-type]
+    qs = encode_items(model, processor, queries, side="query", source=queries_file, **options)  # type: ignore[arg-type]
     doc_ids = [corpus[i].id for i in docs.indices]
     top = exact_search(qs.embeddings, docs.embeddings, top_k)
     rankings = [[doc_ids[j] for j in row] for row in top.tolist()]

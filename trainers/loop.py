@@ -21,8 +21,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ret2_plugin.atomic import atomic_write_json
+from ret2_plugin.encoder.loader import saved_prompts, write_sentence_transformers_folder
 from ret2_plugin.extras import require
 from ret2_plugin.items import ItemError
+from ret2_plugin.precision import torch_dtype
 
 from . import checkpoint as ckpt
 from . import distributed as du
@@ -33,7 +35,6 @@ from .logging import MetricsLogger, plot_metrics
 from .losses import ContrastiveLoss, LossOutput
 from .optim import build_optimizer, param_groups, set_backbone_mode, warmup_cosine
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # settings a resume must share with the checkpoint (they fix the data order and the lr schedule)
 RESUME_KEYS = ("batch_size", "grad_accum_steps", "num_epochs", "max_steps", "world_size")
 
@@ -87,6 +88,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, *, model: Any = None, processor: Any = None) -> None:
         from ret2_plugin.modeling import ReT2Model
+        from ret2_plugin.modeling.official import resolve_checkpoint_dir
         from ret2_plugin.processing import ReT2Processor
 
         self.config = cfg = config
@@ -98,12 +100,13 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.precision = resolve_precision(cfg, self.device)
-        self.amp_dtype = PRECISIONS[self.precision]
+        self.amp_dtype = None if self.precision == "fp32" else torch_dtype(self.precision)
         self.out = Path(cfg.output_dir)
         torch.manual_seed(cfg.seed)
 
-        self.model = model if model is not None else ReT2Model.from_pretrained(cfg.model)
-        self.processor = processor if processor is not None else ReT2Processor.from_pretrained(cfg.model)
+        folder = resolve_checkpoint_dir(cfg.model) if model is None or processor is None else None
+        self.model = model if model is not None else ReT2Model.from_pretrained(folder)
+        self.processor = processor if processor is not None else ReT2Processor.for_model(folder, self.model.config)
         self._configure_backbones()
         self.errors: dict[tuple[str, int, str | None, str], ItemError] = {}
 
@@ -270,7 +273,8 @@ class Trainer:
             assert self.eval_data is not None
             result = evaluate(self.model, self.processor, self.eval_data.queries, self.eval_data.corpus, device=self.device,
                               queries_file=self.eval_data.queries_file, corpus_file=self.eval_data.corpus_file,
-                              batch_size=self.config.eval_batch_size, num_workers=self.config.num_workers, autocast_dtype=self.amp_dtype)
+                              batch_size=self.config.eval_batch_size, num_workers=self.config.num_workers, autocast_dtype=self.amp_dtype,
+                              prompts=saved_prompts(self.config.model))
             self._add_errors([ItemError(**e) for e in result.pop("errors")])
             self.last_eval = {"step": self.step, **result}
             self.metrics.log({"kind": "eval", **self.last_eval})
@@ -339,6 +343,7 @@ class Trainer:
                 else:
                     self.model.save_pretrained(tmp)
                     self.processor.save_pretrained(tmp)
+                write_sentence_transformers_folder(tmp)  # loads in plain sentence-transformers too
                 ckpt.replace_dir(tmp, target)  # the old model stays until the new one is in place
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)

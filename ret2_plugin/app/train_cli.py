@@ -77,18 +77,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from ret2_plugin.app.model_store import resolve_model
-    from ret2_plugin.modeling import ReT2Model
-    from ret2_plugin.processing import ReT2Processor
-
+    from ret2_plugin.encoder import load_encoder
     from ret2_plugin.trainers.data import TrainingData
     from ret2_plugin.trainers.evaluation import evaluate
 
     path = resolve_model(args.model)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = ReT2Model.from_pretrained(path).to(device)
-    processor = ReT2Processor.from_pretrained(path)
+    encoder = load_encoder(path, device=str(device))  # the model as `ret2 search` serves it: prompts, modules
     data = TrainingData.load(args.queries, args.corpus)
-    result = evaluate(model, processor, data.queries, data.corpus, device=device, queries_file=args.queries,
+    result = evaluate(encoder, None, data.queries, data.corpus, device=device, queries_file=args.queries,
                       corpus_file=args.corpus, batch_size=args.batch_size, num_workers=args.workers)
     errors = [e.to_dict() for e in data.errors] + result.pop("errors")
     result.update(model=path, num_errors=len(errors), errors=errors)

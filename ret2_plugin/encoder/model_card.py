@@ -1,8 +1,10 @@
 """The ReT section of a saved encoder's model card: backbones, tapped layers, output mode, training data.
 
-sentence-transformers writes `README.md` after the modules are saved, so the card text is handed to
-it through the model's `_model_card_text` (see `ReT2Encoder.on_model_ready`); the same facts are kept
-machine-readable in `ret2_model_card.json` next to the weights.
+sentence-transformers writes `README.md` after the modules are saved, so the classes `load_encoder`
+returns (`ReT2CardMixin`) put the ReT card in place after their own `save`: when the README is the
+one sentence-transformers generated, or ours from an earlier save (a hand-written README is kept). No
+private attribute of the host model is touched. The same facts are kept machine-readable in
+`ret2_model_card.json` next to the weights (written by the module's own save, whoever hosts it).
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ret2_plugin.atomic import atomic_write_json
+from ret2_plugin.atomic import atomic_write_json, atomic_write_text
 from ret2_plugin.modeling import ReT2Config
+from ret2_plugin.modeling.configuration import is_local_path
 
 CARD_JSON = "ret2_model_card.json"
+_GENERATED = "This is a [sentence-transformers](https://www.SBERT.net) model"  # sentence-transformers' template
+_OURS = "tags: [sentence-transformers, ret2-plugin"
 
 
 def _backbone(config: dict[str, Any], name: str | None) -> str:
@@ -24,13 +29,18 @@ def _backbone(config: dict[str, Any], name: str | None) -> str:
     return f"{kind} ({layers} layers, width {width}; from {origin})"
 
 
+def _portable(name: str | None) -> str | None:
+    """Hub ids as they are; local folders by their last component only (no machine paths in cards)."""
+    return Path(name).name if is_local_path(name) else name
+
+
 def card_facts(config: ReT2Config, *, training_data: list[str] | None = None) -> dict[str, Any]:
     """What a reader needs to know to use the embeddings correctly."""
     multi = bool(config.multi_vector)
     return {
         "model_family": config.model_family,
-        "text_backbone": _backbone(config.text_config, config.text_model_name_or_path),
-        "vision_backbone": _backbone(config.vision_config, config.vision_model_name_or_path),
+        "text_backbone": _backbone(config.text_config, _portable(config.text_model_name_or_path)),
+        "vision_backbone": _backbone(config.vision_config, _portable(config.vision_model_name_or_path)),
         "text_layers": list(config.text_layers),
         "vision_layers": list(config.vision_layers),
         "output_mode": (
@@ -79,3 +89,17 @@ def card_markdown(config: ReT2Config, *, training_data: list[str] | None = None)
 def write_model_card_section(folder: str | Path, config: ReT2Config, *, training_data: list[str] | None = None) -> None:
     """Write `ret2_model_card.json` (atomic)."""
     atomic_write_json(Path(folder) / CARD_JSON, card_facts(config, training_data=training_data))
+
+
+class ReT2CardMixin:
+    """`save` that leaves the ReT model card as README.md (see the module docstring)."""
+
+    def save(self, path: str, *args: Any, **kwargs: Any) -> None:
+        super().save(path, *args, **kwargs)  # type: ignore[misc]
+        card = getattr(self[0], "model_card", None)  # type: ignore[index]
+        readme = Path(path) / "README.md"
+        if not callable(card) or not readme.is_file():
+            return
+        text = readme.read_text(encoding="utf-8")
+        if _GENERATED in text or _OURS in text:
+            atomic_write_text(readme, card())

@@ -6,8 +6,9 @@ the root (`ret2_config.json` + `model.safetensors` + tokenizer / image-processor
 `ret2_st_module.json`). Reload with `SentenceTransformer(dir, trust_remote_code=True)` (or
 `MultiVectorEncoder` for ReT v1) or `ret2_plugin.load_encoder(dir)`.
 
-Outputs: single-vector models write `sentence_embedding` [N, D] (un-normalised: sentence-transformers
-normalises when asked); multi-vector models write `token_embeddings` [N, K, D], each token
+Outputs: single-vector models write `sentence_embedding` [N, D] (un-normalised here; `load_encoder`
+puts sentence-transformers' `Normalize` after this module, so models return the official L2-normalised
+vectors, and saved folders list it in `modules.json`); multi-vector models write `token_embeddings` [N, K, D], each token
 L2-normalised as the official code does, and an all-ones `attention_mask` [N, K].
 `task="query"` uses the query fusion side, anything else (`"document"`, or none: plain `encode`)
 the document side.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import weakref
 from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any
@@ -49,7 +49,9 @@ class ReT2Encoder(InputModule):
 
     save_in_root = True
     config_file_name = MODULE_CONFIG_NAME
-    config_keys = ["image_workers", "image_root", "training_data"]
+    # saved with the module: only what belongs to the model. Image threads and the image folder are
+    # per machine, given at load time (`load_encoder(..., image_workers=, image_root=)`).
+    config_keys = ["training_data"]
     forward_kwargs = {"task"}
 
     def __init__(
@@ -67,8 +69,6 @@ class ReT2Encoder(InputModule):
         self.processor = processor
         self.image_root = image_root
         self._pool = LazyPool(image_workers)
-        self._card: str | None = None  # the model card we handed to sentence-transformers
-        self._card_owner: Any = None
 
     # ---- what sentence-transformers asks -----------------------------------------------------------
     @property
@@ -165,13 +165,6 @@ class ReT2Encoder(InputModule):
             features["sentence_embedding"] = out
         return features
 
-    def on_model_ready(self, model: Any) -> None:
-        """Give sentence-transformers our model card (backbones, taps, output mode) unless it read one."""
-        if getattr(model, "_model_card_text", None) is None:
-            self._card = card_markdown(self.model.config, training_data=self.training_data)
-            self._card_owner = weakref.ref(model)
-            model._model_card_text = self._card
-
     def __repr__(self) -> str:
         config = self.model.config
         dim = config.embedding_dim
@@ -201,15 +194,11 @@ class ReT2Encoder(InputModule):
         self.processor.save_pretrained(output_path)
         self.save_config(output_path)
         write_model_card_section(output_path, self.model.config, training_data=self.training_data)
-        owner = self._card_owner() if self._card_owner is not None else None
-        if owner is not None and owner._model_card_text == self._card:  # ours, not a loaded README: refresh
-            self._card = card_markdown(self.model.config, training_data=self.training_data)
-            owner._model_card_text = self._card
 
-    def get_config_dict(self) -> dict[str, Any]:
-        # image_workers and image_root are not saved: thread count and image folder are per machine,
-        # given at load time (`load_encoder(..., image_root=...)`)
-        return {"image_workers": None, "image_root": None, "training_data": self.training_data}
+    def model_card(self) -> str:
+        """The ReT model card (README.md) for this module's model; our sentence-transformers classes
+        write it after their own save (see `prefetch.ReT2CardMixin`)."""
+        return card_markdown(self.model.config, training_data=self.training_data)
 
     @classmethod
     def from_model_dir(cls, path: str | os.PathLike[str], **module_kwargs: Any) -> ReT2Encoder:
@@ -220,12 +209,7 @@ class ReT2Encoder(InputModule):
         folder = official.resolve_checkpoint_dir(path)
         model = ReT2Model.from_pretrained(folder)
         config = model.config
-        processor = ReT2Processor.from_pretrained(
-            folder,
-            text_model_name_or_path=config.text_model_name_or_path,
-            vision_model_name_or_path=config.vision_model_name_or_path,
-            max_length=config.max_text_length,
-        )
+        processor = ReT2Processor.for_model(folder, config)
         return cls(model, processor, **module_kwargs)
 
     @classmethod

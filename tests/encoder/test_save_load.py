@@ -137,7 +137,7 @@ def test_modules_that_could_run_folder_code_are_refused(st_model, tmp_path: Path
 
 def test_image_root_is_not_saved(tiny_model_dir: Path, image_dir: Path, tmp_path: Path) -> None:
     load_encoder(tiny_model_dir, device="cpu", image_root=str(image_dir)).save(str(tmp_path / "r"))
-    assert json.loads((tmp_path / "r" / "ret2_st_module.json").read_text())["image_root"] is None
+    assert "image_root" not in json.loads((tmp_path / "r" / "ret2_st_module.json").read_text())
     assert load_encoder(tmp_path / "r", device="cpu")[0].image_root is None
 
 
@@ -155,3 +155,28 @@ def test_hub_id_is_resolved_once_for_model_and_processor(tiny_model_dir: Path, m
     encoder = ReT2Encoder.from_model_dir("org/tiny")
     assert asked.count("org/tiny") == 1
     assert encoder.processor.tokenizer is not None and encoder.get_embedding_dimension() > 0
+
+
+def test_module_config_holds_only_what_belongs_to_the_model(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """image_workers / image_root are per machine: not listed in config_keys, not saved, given at load."""
+    model = load_encoder(tiny_model_dir, device="cpu", image_workers=3, image_root=str(tmp_path))
+    assert ReT2Encoder.config_keys == ["training_data"]
+    model.save(str(tmp_path / "m"))
+    assert json.loads((tmp_path / "m" / "ret2_st_module.json").read_text()) == {"training_data": []}
+    reloaded = load_encoder(tmp_path / "m", device="cpu", image_workers=2)
+    assert reloaded[0].image_workers == 2 and reloaded[0].image_root is None
+    assert not hasattr(model[0], "_card_owner")
+
+
+def test_a_hand_written_readme_is_kept_and_ours_refreshed(tiny_model_dir: Path, tmp_path: Path) -> None:
+    model = load_encoder(tiny_model_dir, device="cpu")
+    model.save(str(tmp_path / "a"))
+    assert (tmp_path / "a" / "README.md").read_text() == model[0].model_card()
+    (tmp_path / "a" / "README.md").write_text("# My own card\n")
+    load_encoder(tmp_path / "a", device="cpu").save(str(tmp_path / "b"))
+    assert (tmp_path / "b" / "README.md").read_text() == "# My own card\n"
+    model.save(str(tmp_path / "c"))
+    again = load_encoder(tmp_path / "c", device="cpu")  # loads our card as its README
+    again[0].training_data = ["emoji-corpus"]
+    again.save(str(tmp_path / "d"))
+    assert "emoji-corpus" in (tmp_path / "d" / "README.md").read_text()  # our card, refreshed
