@@ -6,8 +6,8 @@ from ret2_plugin.extras import require
 
 require("haystack", "the Haystack components")  # else a one-line error naming the extra to install
 
-from ret2_plugin.integrations.haystack.document_store import ReT2DocumentStore
 from ret2_plugin.integrations.haystack.document_embedder import DocumentEmbeddingError, ReT2DocumentEmbedder
+from ret2_plugin.integrations.haystack.document_store import ReT2DocumentStore
 from ret2_plugin.integrations.haystack.images import DocumentImageError
 from ret2_plugin.integrations.haystack.query_embedder import ReT2QueryEmbedder
 from ret2_plugin.integrations.haystack.retriever import ReT2Retriever
