@@ -156,7 +156,7 @@ def test_demo_quick_runs_from_the_installed_wheel_in_an_empty_directory(wheel: P
         env=env,
         capture_output=True,
         text=True,
-        timeout=1500,
+        timeout=3600,  # builds the starter-quick model first: minutes on an idle 2-core machine
     )
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout)
