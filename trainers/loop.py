@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ret2_plugin.atomic import atomic_write_json
 from ret2_plugin.encoder.loader import saved_prompts, write_sentence_transformers_folder
+from ret2_plugin.extras import require
 from ret2_plugin.items import ItemError
 from ret2_plugin.precision import torch_dtype
 
@@ -91,6 +92,8 @@ class Trainer:
         from ret2_plugin.processing import ReT2Processor
 
         self.config = cfg = config
+        if cfg.plot:  # fail before step 1, not after the run: matplotlib is the `train` extra
+            require("matplotlib", "`plot: true` (training curves)")
         du.init_from_env(cfg.ddp_backend)
         self.rank, self.world = du.rank(), du.world_size()
         self.device = resolve_device(cfg)
