@@ -86,6 +86,30 @@ class _Suite(DocumentStoreBaseTests, DeleteAllTest, DeleteByFilterTest, UpdateBy
         assert await document_store.filter_documents_async() == [doc]
 
 
+    def test_content_and_id_filters(self, document_store: ReT2DocumentStore):
+        """Filters on `content` and `id` answer as Haystack's InMemoryDocumentStore on every backend (not in
+        Haystack's suite)."""
+        from haystack.document_stores.in_memory import InMemoryDocumentStore
+
+        docs = [Document(id="a", content="A Foo Document", meta={"n": 1}), Document(id="b", content="Another one"),
+                Document(id="c", meta={"n": 2}, embedding=[0.5] * 768)]
+        reference = InMemoryDocumentStore()
+        for store in (document_store, reference):
+            store.write_documents(docs)
+        for condition in (
+            {"field": "content", "operator": "==", "value": "A Foo Document"},
+            {"field": "content", "operator": "!=", "value": "A Foo Document"},
+            {"field": "content", "operator": "in", "value": ["Another one", "nothing"]},
+            {"field": "content", "operator": "==", "value": None},
+            {"field": "id", "operator": "==", "value": "b"},
+            {"field": "id", "operator": "not in", "value": ["a", "c"]},
+            {"operator": "OR", "conditions": [{"field": "id", "operator": "==", "value": "c"},
+                                              {"field": "content", "operator": "==", "value": "Another one"}]},
+        ):
+            expected = sorted(d.id for d in reference.filter_documents(condition))
+            assert sorted(d.id for d in document_store.filter_documents(condition)) == expected, condition
+
+
 class TestMemoryBackend(_Suite):
     @pytest.fixture
     def document_store(self):
