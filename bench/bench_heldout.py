@@ -105,9 +105,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     settings.update(parse_overrides(args.set))
     started = time.time()
-    report: dict[str, Any] = {"settings": settings, "zero_shot": {"test": evaluate_dir(zero, files["test"]),
-                                                                  "train_sample": evaluate_dir(zero, files["train_sample"])["all"]}}
-    print(json.dumps({"zero_shot": report["zero_shot"]}), file=sys.stderr, flush=True)
+    cached = args.out / f"zero_shot-seed{args.seed}-sample{args.train_sample}.json"  # the zero-shot model is fixed by the seed
+    if cached.is_file():
+        zero_shot = json.loads(cached.read_text())
+    else:
+        zero_shot = {"test": evaluate_dir(zero, files["test"]), "train_sample": evaluate_dir(zero, files["train_sample"])["all"]}
+        cached.write_text(json.dumps(zero_shot, indent=2) + "\n")
+    report: dict[str, Any] = {"settings": settings, "zero_shot": zero_shot}
+    print(json.dumps({"zero_shot": zero_shot}), file=sys.stderr, flush=True)
     final = train(TrainConfig(**settings))
     summary = json.loads((args.out / "run" / "train_report.json").read_text())
     report["training"] = {k: summary[k] for k in ("step", "total_steps", "stopped_early", "best", "model_is", "seconds")}

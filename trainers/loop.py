@@ -453,13 +453,25 @@ class Trainer:
                 "errors": [e.to_dict() for e in errors[:100]]}
 
 
+class TrainingInterrupted(Exception):
+    """`train()` was stopped by SIGINT / SIGTERM; a resumable checkpoint was written (`summary`)."""
+
+    def __init__(self, summary: dict[str, Any]) -> None:
+        super().__init__(f"training interrupted by {summary['interrupted']} at step {summary['step']}: checkpoint "
+                         f"{summary['checkpoint']} (continue with resume='auto')")
+        self.summary = summary
+
+
 def train(config: TrainConfig) -> Path:
     """Run a whole training and return the directory of the final model (encoder format); a process
-    group that the trainer joined here is destroyed at the end."""
+    group that the trainer joined here is destroyed at the end. Raises `TrainingInterrupted` when a
+    signal stopped it (after saving a checkpoint)."""
     created = not du.is_distributed()
     try:
         summary = Trainer(config).train()
     finally:
         if created:
             du.destroy_process_group()
+    if summary["interrupted"]:
+        raise TrainingInterrupted(summary)
     return Path(summary["model_dir"])

@@ -59,7 +59,7 @@ def test_every_item_is_checked_before_step_1(tiny_model_dir: Path, synthetic_dat
     assert kept.isdisjoint({"q-unknown", "q-on-broken", "q-missing-img"}) and "q-bad-neg" in kept
     assert "bad-img" not in trainer.data.doc_index
     report = json.loads((tmp_path / "run" / "validation_report.json").read_text())
-    assert report["num_errors"] == len(found) and report["images_checked"] >= 49
+    assert report["num_errors"] == len(found) and report["images_checked"] == 34  # 17 documents + 17 queries with an image
 
 
 def test_strict_stops_before_training(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path,
