@@ -171,6 +171,7 @@ def test_augmentation_is_seeded_and_keeps_size() -> None:
     assert results == {image.tobytes(), image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).tobytes()}
 
 
+@pytest.mark.slow  # four short trainings
 def test_augmented_training_resumes_exactly(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
     straight = Trainer(_config(tiny_model_dir, synthetic_data, tmp_path / "a", augment=True)).train()
     Trainer(_config(tiny_model_dir, synthetic_data, tmp_path / "b", augment=True)).train(stop_at_step=1)
@@ -215,3 +216,9 @@ def test_training_evaluation_and_serving_share_the_text_limit(tmp_path: Path, sy
 
     long = [Item(text="one two three four five six seven eight nine ten")]
     assert trainer.processor(long, side="document")["input_ids"].shape[1] == 5
+
+
+def test_checkpoints_on_a_clock_by_default(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
+    assert TrainConfig.model_fields["save_every_minutes"].default == 10.0  # a run is never hours without a checkpoint
+    Trainer(_config(tiny_model_dir, synthetic_data, tmp_path, save_every_minutes=1e-9, keep_last=5)).train()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000001", "step-00000002", "step-00000003"]
