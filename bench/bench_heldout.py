@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="TrainConfig override")
     args = parser.parse_args(argv)
 
-    from ret2_plugin.starter import untrained_starter
+    from ret2_plugin.app.starter import untrained_starter
     from ret2_plugin.trainers.config import TrainConfig, parse_overrides
     from ret2_plugin.trainers.loop import train
 

@@ -20,6 +20,7 @@ from ret2_plugin.index import (
     IndexRecord,
     SearchHit,
     WriteReport,
+    check_extra,
     check_ids,
     check_meta,
     check_similarity,
@@ -89,15 +90,17 @@ class InMemoryBackend:
         if not isinstance(record.id, str) or not record.id:
             return f"id must be a non-empty string, got {record.id!r}"
         try:
-            vector = prepare_embedding(record.embedding, dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity)
+            vector = None if record.embedding is None else prepare_embedding(
+                record.embedding, dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity)
             meta = json.loads(check_meta(record.meta))  # a deep copy, exactly what FAISS / ES would store
+            extra = check_extra(record.extra)
         except ValueError as exc:
             return str(exc)
         for field in ("text", "image", "content_hash"):
             value = getattr(record, field)
             if value is not None and not isinstance(value, str):
                 return f"{field} must be a string or None, got {type(value).__name__}"
-        return IndexRecord(record.id, vector, record.text, record.image, meta, record.content_hash)
+        return IndexRecord(record.id, vector, record.text, record.image, meta, record.content_hash, extra)
 
     def add(self, records: Iterable[IndexRecord]) -> WriteReport:
         report = WriteReport()
@@ -116,7 +119,8 @@ class InMemoryBackend:
         q = prepare_embedding(query, dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity, what="query")
         canonical = normalize_filters(filters)
         with self._lock:
-            pool = [r for r in self._records.values() if matches(canonical, r.meta)]
+            pool = [r for r in self._records.values()
+                    if r.embedding is not None and matches(canonical, r.meta, id=r.id, content=r.text)]
             if not pool:
                 return []
             scores = self._scores(q, pool)
@@ -139,7 +143,8 @@ class InMemoryBackend:
         ids = check_ids(ids)
         with self._lock:
             found = [self._records[i] for i in ids if i in self._records]
-        return [IndexRecord(r.id, r.embedding.copy(), r.text, r.image, copy.deepcopy(r.meta), r.content_hash) for r in found]
+        return [IndexRecord(r.id, None if r.embedding is None else r.embedding.copy(), r.text, r.image,
+                            copy.deepcopy(r.meta), r.content_hash, copy.deepcopy(r.extra)) for r in found]
 
     def content_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         return {r.id: r.content_hash for r in self.get(ids) if r.content_hash}
@@ -149,14 +154,20 @@ class InMemoryBackend:
         canonical = normalize_filters(filters)
         with self._lock:
             if canonical:
-                doomed |= {r.id for r in self._records.values() if matches(canonical, r.meta)}
+                doomed |= {r.id for r in self._records.values() if matches(canonical, r.meta, id=r.id, content=r.text)}
             removed = [self._records.pop(i) for i in doomed if i in self._records]
         return len(removed)
+
+    def ids(self, filters: dict[str, Any] | None = None) -> list[str]:
+        """Ids of the stored records that match `filters` (all without), in write order."""
+        canonical = normalize_filters(filters)
+        with self._lock:
+            return [r.id for r in self._records.values() if matches(canonical, r.meta, id=r.id, content=r.text)]
 
     def count(self, filters: dict[str, Any] | None = None) -> int:
         canonical = normalize_filters(filters)
         with self._lock:
-            return sum(1 for r in self._records.values() if matches(canonical, r.meta))
+            return sum(1 for r in self._records.values() if matches(canonical, r.meta, id=r.id, content=r.text))
 
     def persist(self) -> None:
         """Nothing to write: this backend lives in memory."""

@@ -6,8 +6,8 @@ one vector per item (`[D]`, ReT-2) or K token vectors (`[K, D]`, ReT v1 late int
 MaxSim). Backends are created or reopened with `Backend.open(location, ...)` and chosen by name through
 the plugin registry (`ret2_plugin.plugins.get_index_backend`).
 
-Every backend validates with the same helpers below (`prepare_embedding`, `check_meta`, `check_ids`,
-`check_top_k`, `check_similarity`), so a record or query refused by one backend is refused by all, for
+Every backend validates with the same helpers below (`prepare_embedding`, `check_meta`,
+`check_record_fields`, `check_ids`, `check_top_k`, `check_similarity`), so a record or query refused by one backend is refused by all, for
 the same reason, and scores agree across backends.
 """
 
@@ -32,11 +32,12 @@ class IndexRecord:
     """What a backend stores for one item."""
 
     id: str
-    embedding: np.ndarray  # float32 [D] (single vector) or [K, D] (multi-vector)
+    embedding: np.ndarray | None  # float32 [D] (single vector) or [K, D] (multi-vector); None: not searchable
     text: str | None = None
     image: str | None = None  # the item's image reference (path or URL), never the pixels
     meta: dict[str, Any] = field(default_factory=dict)
     content_hash: str | None = None  # lets `ret2 index` skip unchanged items
+    extra: dict[str, Any] | None = None  # kept for Haystack: "blob" (bytes), "embedding" as written (`check_extra`)
 
 
 @dataclass
@@ -59,9 +60,58 @@ class WriteReport:
 
     written: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (id, reason)
+    unknown: list[tuple[str, str]] = field(default_factory=list)  # (id, why): sent, outcome not confirmed
 
     def merge(self, other: WriteReport) -> WriteReport:
-        return WriteReport(self.written + other.written, self.failed + other.failed)
+        return WriteReport(self.written + other.written, self.failed + other.failed, self.unknown + other.unknown)
+
+
+def check_extra(extra: Any) -> dict[str, Any] | None:
+    """A deep copy of a record's `extra`, or ValueError(reason). Keys: "blob" = {"data": bytes,
+    "mime_type": str | None, "meta": dict} (Haystack's ByteStream), "embedding" = the embedding exactly
+    as the caller wrote it (list of floats), kept where the stored vector differs (normalised float32)."""
+    if extra is None:
+        return None
+    if not isinstance(extra, dict) or set(extra) - {"blob", "embedding"}:
+        raise ValueError("extra must be a dict with 'blob' and/or 'embedding'")
+    out: dict[str, Any] = {}
+    blob = extra.get("blob")
+    if blob is not None:
+        if not isinstance(blob, dict) or not isinstance(blob.get("data"), (bytes, bytearray)):
+            raise ValueError("blob must be a dict with bytes under 'data'")
+        mime_type = blob.get("mime_type")
+        if mime_type is not None and not isinstance(mime_type, str):
+            raise ValueError("blob mime_type must be a string or None")
+        out["blob"] = {"data": bytes(blob["data"]), "mime_type": mime_type, "meta": json.loads(check_meta(blob.get("meta")))}
+    if extra.get("embedding") is not None:
+        try:
+            out["embedding"] = json.loads(json.dumps(extra["embedding"], allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"extra embedding is not a JSON list of numbers: {exc}") from None
+    return out or None
+
+
+def extra_to_json(extra: dict[str, Any] | None) -> str | None:
+    """A checked `extra` as JSON (blob bytes in base64), for backends that store text."""
+    import base64
+
+    extra = check_extra(extra)
+    if extra is None:
+        return None
+    if "blob" in extra:
+        extra["blob"]["data"] = base64.b64encode(extra["blob"]["data"]).decode("ascii")
+    return json.dumps(extra, ensure_ascii=False)
+
+
+def extra_from_json(text: str | None) -> dict[str, Any] | None:
+    import base64
+
+    if not text:
+        return None
+    extra = json.loads(text)
+    if "blob" in extra:
+        extra["blob"]["data"] = base64.b64decode(extra["blob"]["data"])
+    return extra
 
 
 class IndexMismatchError(ValueError):
@@ -167,6 +217,28 @@ def prepare_embedding(
             raise ValueError(f"{what} has a zero vector, which cannot be L2-normalised for cosine similarity")
         out /= norms
     return np.ascontiguousarray(out)
+
+
+MAX_ID_BYTES = 512
+"""Longest record id, in UTF-8 bytes (Elasticsearch's `_id` limit; one rule so an index can move between backends)."""
+
+
+def check_record_fields(record: IndexRecord) -> None:
+    """ValueError(reason) unless `record.id` is a non-empty string of at most MAX_ID_BYTES UTF-8 bytes and
+    text / image / content_hash are strings or None (the record-level checks besides embedding and meta)."""
+    doc_id = record.id
+    if not isinstance(doc_id, str) or not doc_id:
+        raise ValueError(f"id must be a non-empty string, got {str(doc_id)[:80]!r}")
+    try:
+        size = len(doc_id.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"id is not valid Unicode text: {exc.reason} at position {exc.start}") from None
+    if size > MAX_ID_BYTES:
+        raise ValueError(f"id is {size} bytes long (UTF-8); ids may have at most {MAX_ID_BYTES} bytes")
+    for name in ("text", "image", "content_hash"):
+        value = getattr(record, name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name} must be a string or None, got {type(value).__name__}")
 
 
 def check_ids(ids: Sequence[str] | None) -> list[str]:

@@ -11,7 +11,10 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+Side = Literal["query", "document"]  # the one definition: which encoder of a ReT model, and its prompt
+SIDES: tuple[Side, ...] = ("query", "document")
 
 
 @dataclass(frozen=True)

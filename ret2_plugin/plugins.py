@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import sys
 import threading
 from typing import Any
 
@@ -70,16 +71,23 @@ def reset() -> None:
 
 
 def _collect(hook_name: str) -> dict[str, tuple[Any, str]]:
-    """name -> (object, provider) over every plugin implementing the hook; later plugins win."""
+    """name -> (object, provider) over every plugin implementing the hook, called through
+    `pm.hook` (so pluggy's order, `tryfirst` / `trylast` and wrappers apply). Pluggy calls the
+    plugin registered last first, so the first registration of a name wins: a plugin overrides a
+    built-in of the same name, and dict order is call order (plugins first, built-ins last)."""
     load_plugins()
+    caller = getattr(pm.hook, hook_name)
+    # which plugin is registering: the hookimpl whose code is on the stack when `register` runs
+    owners = {getattr(impl.function, "__code__", None): impl.plugin_name for impl in caller.get_hookimpls()}
     found: dict[str, tuple[Any, str]] = {}
-    for impl in getattr(pm.hook, hook_name).get_hookimpls():  # registration order: built-ins first
-        provider = _providers.get(impl.plugin_name, impl.plugin_name)
 
-        def register(name: str, obj: Any, _provider: str = provider) -> None:
-            found[name] = (obj, _provider)
+    def register(name: str, obj: Any) -> None:
+        frame, owner = sys._getframe(1), None
+        while frame is not None and owner is None:
+            owner, frame = owners.get(frame.f_code), frame.f_back
+        found.setdefault(name, (obj, _providers.get(owner, owner) if owner else "unknown"))
 
-        impl.function(register=register)
+    caller(register=register)
     return found
 
 
@@ -109,10 +117,7 @@ def get_encoder_loader(name: str) -> Any:
 
 def image_loaders() -> list[Any]:
     """All image loaders, plugins first and built-ins last (the first that returns an image wins)."""
-    registry = _collect("register_image_loaders")
-    builtin = [n for n, (_, p) in registry.items() if p.endswith("(built-in)")]
-    ordered = [n for n in registry if n not in builtin] + builtin
-    return [_resolve(registry[n][0]) for n in ordered]
+    return [_resolve(obj) for obj, _ in _collect("register_image_loaders").values()]
 
 
 def registered() -> dict[str, dict[str, str]]:

@@ -65,6 +65,7 @@ class ESNode:
     version: str = ES_VERSION
     workdir: Path | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    command: list[str] = field(default_factory=list, repr=False)  # how to start it again (restart)
 
     @property
     def basic_auth(self) -> tuple[str, str]:
@@ -83,12 +84,41 @@ class ESNode:
         """Connection options for `ElasticsearchBackend.open`."""
         return {"hosts": self.url, "basic_auth": self.basic_auth}
 
+    def kill(self) -> None:
+        """SIGKILL every process of the node (a crash: no shutdown, no flush) and wait until they are gone."""
+        assert self.process is not None, "only a node this session started can be killed"
+        os.killpg(self.process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _group_alive(self.process.pid) and time.monotonic() < deadline:
+            self.process.poll()
+            time.sleep(0.1)
+        self.process.wait(timeout=10)
+
+    def pause(self) -> None:
+        """SIGSTOP the node's processes: connections are accepted by the kernel, nothing is answered."""
+        assert self.process is not None, "only a node this session started can be paused"
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGCONT)
+
+    def restart(self, timeout: float = START_TIMEOUT_S, wait: bool = True) -> None:
+        """Start the (killed) node again on the same data, ports and credentials; wait for yellow health."""
+        assert self.workdir is not None and self.command, "only a node this session started can be restarted"
+        if self.process is not None and self.process.poll() is None:
+            self.kill()
+        _launch(self)
+        if wait:
+            _wait_healthy(self, timeout)
+
     def stop(self) -> None:
         """Stop the server (SIGTERM to its process group, SIGKILL after 30 s), wait until every process
         of the group is gone, then delete the temp dir."""
         if self.process is not None:
             pgid = self.process.pid
             if _group_alive(pgid):
+                os.killpg(pgid, signal.SIGCONT)  # a paused node would not see the SIGTERM
                 os.killpg(pgid, signal.SIGTERM)
                 deadline = time.monotonic() + 30
                 while _group_alive(pgid) and time.monotonic() < deadline:
@@ -177,14 +207,15 @@ def _log_tail(workdir: Path, chars: int = 6000) -> str:
     return "\n".join(parts) or "(no log written)"
 
 
-def _health(url: str, password: str) -> str | None:
+def _health(url: str, password: str, status: str = "yellow") -> str | None:
     token = b64encode(f"elastic:{password}".encode()).decode()
     request = urllib.request.Request(
-        f"{url}/_cluster/health?wait_for_status=yellow&timeout=5s", headers={"Authorization": f"Basic {token}"}
+        f"{url}/_cluster/health?wait_for_status={status}&timeout=5s", headers={"Authorization": f"Basic {token}"}
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.read().decode()
+            body = response.read().decode()
+            return body if '"timed_out":false' in body else None
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return None
 
@@ -222,8 +253,11 @@ def _install_auth_files(version: str, home: Path, conf: Path, run: list[str], wo
         (conf / name).chmod(0o660)
 
 
-def start_node(version: str = ES_VERSION, timeout: float = START_TIMEOUT_S) -> ESNode:
-    """Install if needed, start a single node with security on, wait for yellow health."""
+def start_node(version: str = ES_VERSION, timeout: float = START_TIMEOUT_S, *, settings: dict[str, Any] | None = None,
+               security: bool = True, launch: bool = True) -> ESNode:
+    """Install if needed, start a single node with security on, wait for yellow health. `settings` override
+    elasticsearch.yml (None removes a key: e.g. `discovery.type` for a cluster member); `security=False`
+    runs without authentication; `launch=False` only prepares the node (start it with `node.restart()`)."""
     java = Path(JAVA_HOME) / "bin" / "java"
     if not java.exists():
         raise ESNodeError(f"Elasticsearch test node needs Java 17 at {JAVA_HOME} (apt-get install openjdk-17-jdk-headless)")
@@ -242,7 +276,7 @@ def start_node(version: str = ES_VERSION, timeout: float = START_TIMEOUT_S) -> E
     for sub in ("data", "logs", "tmp"):
         (workdir / sub).mkdir()
     port, transport_port = _free_port(), _free_port()
-    settings = {
+    config: dict[str, Any] = {
         "cluster.name": f"ret2-test-{port}",
         "node.name": "ret2-test",
         "discovery.type": "single-node",
@@ -257,7 +291,11 @@ def start_node(version: str = ES_VERSION, timeout: float = START_TIMEOUT_S) -> E
         "cluster.routing.allocation.disk.threshold_enabled": "false",
         "action.destructive_requires_name": "false",
     }
-    (conf / "elasticsearch.yml").write_text("".join(f"{k}: {v}\n" for k, v in settings.items()))
+    if not security:
+        config["xpack.security.enabled"] = "false"
+    config.update(settings or {})
+    port = int(config["http.port"])
+    (conf / "elasticsearch.yml").write_text("".join(f"{k}: {v}\n" for k, v in config.items() if v is not None))
     (conf / "roles.yml").write_text(READER_ROLE)
     env = {
         "PATH": f"{JAVA_HOME}/bin:/usr/local/bin:/usr/bin:/bin",
@@ -273,33 +311,44 @@ def start_node(version: str = ES_VERSION, timeout: float = START_TIMEOUT_S) -> E
         subprocess.run(["chown", "-R", f"{RUN_AS}:", str(conf), *(str(workdir / s) for s in ("data", "logs", "tmp"))], check=True)
     env_args = ["env", "-i", *(f"{k}={v}" for k, v in env.items())]
     try:
-        _install_auth_files(version, home, conf, [*prefix, *env_args], workdir)
+        if security:
+            _install_auth_files(version, home, conf, [*prefix, *env_args], workdir)
     except ESNodeError:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
-    node = ESNode(url=f"http://127.0.0.1:{port}", version=version, workdir=workdir)
-    with open(workdir / "stdout.log", "wb") as out:
+    node = ESNode(url=f"http://127.0.0.1:{port}", version=version, workdir=workdir,
+                  command=[*prefix, *env_args, str(home / "bin" / "elasticsearch")])
+    atexit.register(node.stop)  # also on an interrupted session
+    if launch:
+        _launch(node)
+        _wait_healthy(node, timeout)
+    return node
+
+
+def _launch(node: ESNode) -> None:
+    assert node.workdir is not None
+    with open(node.workdir / "stdout.log", "ab") as out:
         node.process = subprocess.Popen(
-            [*prefix, *env_args, str(home / "bin" / "elasticsearch")],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=workdir,
+            node.command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=node.workdir,
             start_new_session=True,
         )
+
+
+def _wait_healthy(node: ESNode, timeout: float, health: str = "yellow") -> None:
+    """Wait for the cluster health `health`; on failure stop the node and raise ESNodeError with its log."""
+    assert node.process is not None and node.workdir is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if node.process.poll() is not None:
-            tail = _log_tail(workdir)
+            tail = _log_tail(node.workdir)
             node.stop()
-            raise ESNodeError(f"Elasticsearch {version} exited with code {node.process.returncode}:\n{tail}")
-        if _health(node.url, PASSWORD):
-            atexit.register(node.stop)  # also on an interrupted session
-            return node
+            raise ESNodeError(f"Elasticsearch {node.version} exited with code {node.process.returncode}:\n{tail}")
+        if _health(node.url, node.password, health):
+            return
         time.sleep(1.0)
-    tail = _log_tail(workdir)
+    tail = _log_tail(node.workdir)
     node.stop()
-    raise ESNodeError(f"Elasticsearch {version} did not become healthy within {timeout:.0f} s:\n{tail}")
+    raise ESNodeError(f"Elasticsearch {node.version} did not become {health} within {timeout:.0f} s:\n{tail}")
 
 
 @pytest.fixture(scope="session")

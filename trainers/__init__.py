@@ -3,14 +3,15 @@
     from ret2_plugin.trainers import TrainConfig, Trainer
     summary = Trainer(TrainConfig.load("train.yaml", {"max_steps": 500})).train()
 
-or `ret2 train --config train.yaml` (one process), `torchrun --nproc-per-node 8 -m ret2_plugin.cli train ...`
+or `ret2 train --config train.yaml` (one process), `torchrun --nproc-per-node 8 -m ret2_plugin.app.cli train ...`
 (multi-GPU). Modules: `config` (TrainConfig), `data` (JSONL -> batches, images decoded in DataLoader
 workers), `losses` (symmetric InfoNCE, soft multi-positive), `distributed` (all-gather with grad),
 `optim` (param groups, AdamW, warmup + cosine), `loop` (Trainer), `checkpoint`, `evaluation`
-(Recall@k, MRR@10, nDCG@10), `logging` (JSONL + PNG), `convert` (M-BEIR / M2KR -> our JSONL), `cli`,
+(Recall@k, MRR@10, nDCG@10), `logging` (JSONL + PNG), `convert` (M-BEIR / M2KR -> our JSONL),
 `validate` (every line, image and id checked before step 1), `runctl` (output-dir ownership, SIGINT /
 SIGTERM -> checkpoint + summary), `augment` (Pillow/torch image augmentation), `mining` (hard negatives
-from the corpus), `model_io` (load as serving does: text limit, prompts, modules).
+from the corpus), `model_io` (load as serving does: text limit, prompts, modules); the `ret2 train/eval`
+commands live in `ret2_plugin.app.train_cli`.
 """
 
 from __future__ import annotations

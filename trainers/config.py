@@ -1,7 +1,8 @@
 """Training configuration: one pydantic model, loadable from YAML, overridable from the command line.
 
 Unknown keys are refused (a typo in a YAML file must not be silently ignored). Overrides are
-`key=value` strings whose value is parsed as YAML (`lr=3e-5`, `eval_every=null`, `precision=bf16`).
+`key=value` strings read by the shared rule of `ret2_plugin.kv` (JSON when it parses, else the text:
+`lr=3e-5`, `eval_every=null`, `precision=bf16`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 BackboneMode = Literal["frozen", "partial", "full"]
 
@@ -91,6 +92,14 @@ class TrainConfig(BaseModel):
     progress: bool = True
     plot: bool = True
 
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision(cls, value: Any) -> Any:
+        """The shared vocabulary (`ret2_plugin.precision`): aliases float32 / float16 / bfloat16 too."""
+        from ret2_plugin.precision import canonical
+
+        return value if value == "auto" else canonical(value, training=True)
+
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
         if self.best_metric not in {"recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"}:
@@ -121,11 +130,8 @@ class TrainConfig(BaseModel):
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """`["lr=3e-5", "eval_every=null"]` -> `{"lr": 3e-5, "eval_every": None}` (values parsed as YAML)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"override {pair!r} is not key=value")
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value) if value != "" else None
-    return out
+    """`["lr=3e-5", "eval-every=null"]` -> `{"lr": 3e-5, "eval_every": None}`: the shared KEY=VALUE
+    rule of every `ret2` flag (`ret2_plugin.kv`: JSON when it parses, else the text)."""
+    from ret2_plugin.kv import parse_pairs
+
+    return parse_pairs(pairs, "--set", normalize_keys=True)

@@ -21,7 +21,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ret2_plugin.atomic import atomic_write_json
+from ret2_plugin.encoder.loader import write_sentence_transformers_folder
 from ret2_plugin.items import ItemError
+from ret2_plugin.precision import torch_dtype
 
 from . import checkpoint as ckpt
 from . import distributed as du
@@ -36,7 +38,6 @@ from .optim import build_optimizer, param_groups, set_backbone_mode, warmup_cosi
 from .runctl import StopSignals, check_output_dir, clear_output_dir
 from .validate import DataValidationError, validate_run
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # settings a resume must share with the checkpoint (they fix the data order and the lr schedule)
 RESUME_KEYS = ("batch_size", "grad_accum_steps", "num_epochs", "max_steps", "world_size", "augment", "mine_hard_negatives")
 
@@ -102,7 +103,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         self.precision = resolve_precision(cfg, self.device)
-        self.amp_dtype = PRECISIONS[self.precision]
+        self.amp_dtype = None if self.precision == "fp32" else torch_dtype(self.precision)
         self.out = Path(cfg.output_dir)
         torch.manual_seed(cfg.seed)
         check_output_dir(self.out, resume=cfg.resume, overwrite=cfg.overwrite)
@@ -421,6 +422,7 @@ class Trainer:
                 else:
                     self.model.save_pretrained(tmp)
                     self.processor.save_pretrained(tmp)
+                write_sentence_transformers_folder(tmp)  # loads in plain sentence-transformers too
                 ckpt.replace_dir(tmp, target)  # the old model stays until the new one is in place
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)

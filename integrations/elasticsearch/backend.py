@@ -10,22 +10,26 @@ candidates by MaxSim on the stored token vectors.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
 
-from ret2_plugin.index import IndexMismatchError, IndexRecord, SearchHit, WriteReport, as_float32, maxsim
+from ret2_plugin.index import (
+    IndexMismatchError, IndexRecord, SearchHit, WriteReport, as_float32, check_ids, check_top_k, maxsim,
+)
 
 from . import mapping as mp
 from .bulk import BulkSettings, RecordEncoder, decode_tokens, write_records
 from .connection import CONNECTION_KEYS, check_connection, connect, describe
 from .filters import to_es_query
+from .layout import IMAGE_FIELD, LayoutEncoder, meta_of
 from .maintenance import copy_index, delete_matching
 from .queries import MAX_NUM_CANDIDATES, bm25_body, default_num_candidates, knn_body, raw_similarity, rrf_fuse
+from .sender import Deadline, DeadlineExceeded, ElasticsearchUnavailable
 
 log = logging.getLogger(__name__)
-_HAYSTACK_FIELDS = {"id", "content", "embedding", "sparse_embedding", "blob", "score", mp.TOKENS_FIELD}
 _BULK_KEYS = {"chunk_size": "chunk_size", "max_chunk_bytes": "max_chunk_bytes", "bulk_max_retries": "max_retries",
               "initial_backoff": "initial_backoff", "max_backoff": "max_backoff"}
 
@@ -36,7 +40,8 @@ class ElasticsearchBackend:
     name: ClassVar[str] = "elasticsearch"
 
     def __init__(self, client: Any, index: str, layout: dict[str, Any], *, where: str, bulk: BulkSettings,
-                 refresh: bool | str | None = None, progress: bool = False, connection: dict[str, Any] | None = None) -> None:
+                 refresh: bool | str | None = None, progress: bool = False, connection: dict[str, Any] | None = None,
+                 deadline: float | None = None) -> None:
         self.client = client
         self.index = index
         self.layout = layout
@@ -49,9 +54,15 @@ class ElasticsearchBackend:
         self._progress = progress
         self._connection = dict(connection or {})  # kept to open sibling indexes (reindex); never printed
         self._dirty = False
+        self._deadline = Deadline(deadline)  # the run's time budget, counted from here
+        self._request_timeout = float(self._connection.get("request_timeout") or 30)
         self._meta_prefix: str = layout.get("meta_prefix", "meta.")
         self._text_field: str = layout.get("text_field", "text")
-        self._encoder = RecordEncoder(dim=self.dim, multi_vector=self.multi_vector, normalise_vectors=self.similarity == "cosine")
+        self._v1 = self._meta_prefix == "meta."  # layout v1 (`text`, `image`, `meta.*`); else v2 = Haystack's
+        self._encoder = (
+            RecordEncoder(dim=self.dim, multi_vector=self.multi_vector, normalise_vectors=self.similarity == "cosine")
+            if self._v1 else LayoutEncoder(dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity)
+        )
 
     def __repr__(self) -> str:
         return f"ElasticsearchBackend(index={self.index!r}, at={self._where!r}, dim={self.dim}, multi_vector={self.multi_vector})"
@@ -76,13 +87,16 @@ class ElasticsearchBackend:
         int4_hnsw | bbq_hnsw | flat | int8_flat | ..., `m`, `ef_construction`, `confidence_interval`,
         `oversample`, `shards`, `replicas`), bulk (`chunk_size`, `max_chunk_bytes`, `bulk_max_retries`,
         `initial_backoff`, `max_backoff`), `refresh` (None = refresh before reads after writes,
-        True, "wait_for", False) and `progress` (tqdm bar while adding).
+        True, "wait_for", False), `progress` (tqdm bar while adding) and `deadline` (seconds from open for
+        the whole run's writes and look-ups; past it, DeadlineExceeded with the report so far).
         """
         connection = {k: options.pop(k) for k in CONNECTION_KEYS if k in options}
         mapping_options = {k: options.pop(k) for k in mp.MAPPING_OPTIONS if k in options}
         bulk = BulkSettings(**{field: options.pop(k) for k, field in _BULK_KEYS.items() if k in options})
         refresh = options.pop("refresh", None)
         progress = bool(options.pop("progress", False))
+        deadline = options.pop("deadline", None)
+        Deadline(deadline)  # refuse a bad value before connecting
         if options:
             raise TypeError(f"elasticsearch backend got unknown options {sorted(options)}")
         if similarity not in mp.ES_SIMILARITY:
@@ -104,7 +118,8 @@ class ElasticsearchBackend:
                 mp.check_compatible(location, layout, dim=dim, multi_vector=multi_vector, similarity=similarity)
             if mapping_options:
                 log.info("index %r exists; mapping options %s apply only on creation", location, sorted(mapping_options))
-        return cls(client, location, layout, where=where, bulk=bulk, refresh=refresh, progress=progress, connection=connection)
+        return cls(client, location, layout, where=where, bulk=bulk, refresh=refresh, progress=progress, connection=connection,
+                   deadline=deadline)
 
     @property
     def info(self) -> dict[str, Any]:
@@ -112,14 +127,18 @@ class ElasticsearchBackend:
 
     # -- writes -----------------------------------------------------------------------------------
     def add(self, records: Iterable[IndexRecord], *, refresh: bool | str | None = None) -> WriteReport:
-        """Upsert (id = `_id`); a generator is streamed in chunks. Bad records are reported, not fatal."""
+        """Upsert (id = `_id`); a generator is streamed in chunks. Bad records are reported, not fatal;
+        writes whose outcome could not be confirmed are in `report.unknown`. A cluster that stops answering
+        raises ElasticsearchUnavailable, a passed deadline DeadlineExceeded, both with `.report`."""
         self._check_writable()
         policy = self._refresh if refresh is None else refresh
         try:
-            report = write_records(
-                self.client, self.index, records, self._encoder, self._bulk,
-                refresh=policy if policy is not None else False, progress=self._progress,
-            )
+            with self._translated("writing"):
+                report = write_records(
+                    self.client, self.index, records, self._encoder, self._bulk,
+                    refresh=policy if policy is not None else False, progress=self._progress,
+                    deadline=self._deadline, where=self._where, request_timeout=self._request_timeout,
+                )
         except PermissionError:
             raise
         except BaseException:
@@ -143,7 +162,7 @@ class ElasticsearchBackend:
         self._check_writable()
         if isinstance(ids, (str, bytes)):
             raise TypeError(f"delete takes a list of ids, got the string {ids!r}; use delete([{ids!r}])")
-        ids = list(ids or ())
+        ids = check_ids(ids)
         deleted = 0
         if ids:
             actions = ({"_op_type": "delete", "_index": self.index, "_id": i} for i in ids)
@@ -154,7 +173,7 @@ class ElasticsearchBackend:
                 raise RuntimeError(f"delete failed for {len(real)} ids, first: {real[0]}")
             deleted += len(ids) - missing
             self._dirty = True
-        query = to_es_query(filters, self._meta_prefix)
+        query = to_es_query(filters, self._meta_prefix, self._text_field)
         if query is not None:
             self._refresh_if_dirty(force=self._dirty)  # delete_by_query only sees refreshed documents
             deleted += delete_matching(self.client, self.index, query)
@@ -163,9 +182,33 @@ class ElasticsearchBackend:
 
     def persist(self) -> None:
         """Refresh (searchable) and flush (Lucene commit). Bulk writes are already durable in the translog."""
-        self.client.indices.refresh(index=self.index)
-        self.client.indices.flush(index=self.index)
+        with self._translated("refreshing"):
+            client = self._reads()
+            client.indices.refresh(index=self.index)
+            client.indices.flush(index=self.index)
         self._dirty = False
+
+    def _reads(self) -> Any:
+        """The client for look-ups during a run: timeout cut to the deadline, no resend after a timeout
+        (a stalled node costs one timeout; a dead node of a cluster is still skipped)."""
+        if self._deadline.expired():
+            raise DeadlineExceeded(f"{self._deadline.describe()} passed (Elasticsearch index {self.index!r} at {self._where})")
+        return self.client.options(request_timeout=self._deadline.timeout(self._request_timeout), retry_on_timeout=False)
+
+    @contextmanager
+    def _translated(self, what: str) -> Iterator[None]:
+        """Transport failures as ElasticsearchUnavailable (a ConnectionError) naming where and what."""
+        from elasticsearch import ConnectionError as TransportConnectionError
+        from elasticsearch import ConnectionTimeout
+
+        try:
+            yield
+        except ConnectionTimeout as exc:
+            raise ElasticsearchUnavailable(f"Elasticsearch at {self._where} did not answer while {what} "
+                                           f"(index {self.index!r}): {exc.message}") from exc
+        except TransportConnectionError as exc:
+            raise ElasticsearchUnavailable(f"lost the connection to Elasticsearch at {self._where} while {what} "
+                                           f"(index {self.index!r}): {exc.message}") from exc
 
     def close(self) -> None:
         if not self._connection.get("client"):
@@ -184,21 +227,33 @@ class ElasticsearchBackend:
 
     def count(self, filters: dict[str, Any] | None = None) -> int:
         self._refresh_if_dirty()
-        query = to_es_query(filters, self._meta_prefix)
+        query = to_es_query(filters, self._meta_prefix, self._text_field)
         return int(self.client.count(index=self.index, query=query or {"match_all": {}})["count"])
 
     def get(self, ids: Sequence[str]) -> list[IndexRecord]:
         """Stored records (with their vectors) in the order of `ids`; missing ids are skipped."""
+        ids = check_ids(ids)
         out: list[IndexRecord] = []
         for start in range(0, len(ids), 500):
             docs = self.client.mget(index=self.index, ids=list(ids[start:start + 500]))["docs"]
             out += [self._encoder.record(d["_id"], d["_source"]) for d in docs if d.get("found")]
         return out
 
+    def ids(self, filters: dict[str, Any] | None = None) -> list[str]:
+        """Ids of the documents that match `filters` (all without), in index order."""
+        from elasticsearch.helpers import scan
+
+        query = to_es_query(filters, self._meta_prefix, self._text_field) or {"match_all": {}}
+        self._refresh_if_dirty()
+        hits = scan(self.client, index=self.index, query={"query": query, "sort": ["_doc"]}, _source=False, preserve_order=True)
+        return [hit["_id"] for hit in hits]
+
     def content_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        ids = check_ids(ids)
         hashes: dict[str, str] = {}
         for start in range(0, len(ids), 1000):
-            docs = self.client.mget(index=self.index, ids=list(ids[start:start + 1000]), source_includes=["content_hash"])
+            with self._translated("looking up content hashes"):
+                docs = self._reads().mget(index=self.index, ids=list(ids[start:start + 1000]), source_includes=["content_hash"])
             for doc in docs["docs"]:
                 value = doc.get("_source", {}).get("content_hash") if doc.get("found") else None
                 if value:
@@ -222,11 +277,11 @@ class ElasticsearchBackend:
         """kNN (approximate for HNSW types, exact for flat) with a pre-filter; `text` adds BM25 and fuses
         the two rankings by RRF (then `score` is the RRF score). Multi-vector: `rerank_candidates`
         (default max(10 * top_k, 100)) pooled-vector neighbours are re-scored by MaxSim."""
-        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= MAX_NUM_CANDIDATES:
-            raise ValueError(f"top_k must be an int between 1 and {MAX_NUM_CANDIDATES}, got {top_k!r}")
+        if check_top_k(top_k) > MAX_NUM_CANDIDATES:
+            raise ValueError(f"top_k must be at most {MAX_NUM_CANDIDATES} on Elasticsearch, got {top_k!r}")
         self._refresh_if_dirty()
         vector = self._encoder.vector_for_query(query)
-        filter_query = to_es_query(filters, self._meta_prefix)
+        filter_query = to_es_query(filters, self._meta_prefix, self._text_field)
         window = top_k if text is None else min(MAX_NUM_CANDIDATES, rank_window or max(2 * top_k, 20))
         k = window
         if self.multi_vector:
@@ -255,11 +310,10 @@ class ElasticsearchBackend:
     def _hit(self, raw: dict[str, Any], score: float) -> SearchHit:
         source = raw.get("_source", {})
         text = source.get(self._text_field)
-        if self._meta_prefix:
-            meta = dict(source.get("meta") or {})
-        else:  # Haystack's document store: every field but its own is a meta key
-            meta = {k: v for k, v in source.items() if k not in _HAYSTACK_FIELDS}
-        return SearchHit(raw["_id"], score, text, source.get("image") if self._meta_prefix else None, meta)
+        if self._v1:
+            return SearchHit(raw["_id"], score, text, source.get("image"), dict(source.get("meta") or {}))
+        # layout v2 / Haystack's document store: every top-level field but the document's own is a meta key
+        return SearchHit(raw["_id"], score, text, source.get(IMAGE_FIELD), meta_of(source))
 
     def _vector_hits(self, response: Any, query: np.ndarray, top_k: int, threshold: float | None) -> list[SearchHit]:
         raw_hits = response["hits"]["hits"]
@@ -296,7 +350,20 @@ class ElasticsearchBackend:
         body = mp.build_index_body(dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity,
                                    info=self.info, **mapping_options)
         _create(self.client, new_index, body)
-        copy_index(self.client, self.index, new_index, chunk_size=self._bulk.chunk_size)
+        if self._v1:  # layout v1 -> v2: documents change shape, so they are decoded and re-encoded here
+            from elasticsearch.helpers import scan
+
+            target_layout = _read_layout(self.client, new_index)
+            assert target_layout is not None
+            target = type(self)(self.client, new_index, target_layout, where=self._where, bulk=self._bulk, refresh=True,
+                                connection={**self._connection, "client": self.client})
+            hits = scan(self.client, index=self.index, query={"query": {"match_all": {}}}, size=self._bulk.chunk_size)
+            report = target.add(self._encoder.record(h["_id"], h["_source"]) for h in hits)
+            if report.failed:
+                raise RuntimeError(f"reindex {self.index!r} -> {new_index!r}: {len(report.failed)} documents failed, "
+                                   f"first: {report.failed[0]}")
+        else:
+            copy_index(self.client, self.index, new_index, chunk_size=self._bulk.chunk_size)
         if alias:
             actions: list[dict[str, Any]] = [{"add": {"index": new_index, "alias": alias}}]
             if self.client.indices.exists_alias(name=alias):
@@ -306,6 +373,21 @@ class ElasticsearchBackend:
         assert layout is not None
         return type(self)(self.client, new_index, layout, where=self._where, bulk=self._bulk, refresh=self._refresh,
                           progress=self._progress, connection={**self._connection, "client": self.client})
+
+    def recreate(self) -> None:
+        """Delete the index and create it again, empty, with its mappings and settings (what Haystack's
+        `delete_all_documents(recreate_index=True)` does). An alias is emptied by deleting its documents."""
+        self._check_writable()
+        found = self.client.indices.get(index=self.index)
+        if list(found) != [self.index]:
+            self.delete(filters=None, ids=self.ids())
+            return
+        settings = found[self.index]["settings"]
+        for key in ("uuid", "creation_date", "provided_name", "version"):
+            settings["index"].pop(key, None)
+        self.client.indices.delete(index=self.index)
+        self.client.indices.create(index=self.index, settings=settings, mappings=found[self.index]["mappings"])
+        self._dirty = False
 
     def drop(self) -> None:
         """Delete the whole index (tests, benchmarks)."""

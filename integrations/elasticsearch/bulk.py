@@ -1,8 +1,8 @@
-"""Streaming bulk writer: records -> `_bulk` in chunks, per-document failures reported, never fatal.
+"""Records -> `_bulk` in chunks; per-document failures reported, never fatal.
 
-Records are validated and serialised lazily (a generator is never materialised); `_id` is the record
-id so re-ingesting upserts. 429 rejections are retried by `streaming_bulk` with exponential backoff.
-Whole-request failures (node down, bad credentials) still raise: they are not per-document problems.
+Records are validated with the rules every backend shares (`ret2_plugin.index`: id, embedding, meta) and
+serialised lazily (a generator is never materialised); `_id` is the record id so re-ingesting upserts.
+Sending (bisection of rejected requests, retries, deadline, reconciled timeouts) is `sender.py`'s job.
 """
 
 from __future__ import annotations
@@ -10,23 +10,16 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ret2_plugin.index import IndexRecord, WriteReport, as_float32
+from ret2_plugin.index import IndexRecord, WriteReport, check_meta, check_record_fields, prepare_embedding
 
 from .mapping import TOKENS_FIELD, VECTOR_FIELD
+from .sender import BulkSender, BulkSettings, Deadline, Doc
 
-
-@dataclass(frozen=True)
-class BulkSettings:
-    chunk_size: int = 500
-    max_chunk_bytes: int = 50 * 1024 * 1024
-    max_retries: int = 3
-    initial_backoff: float = 2.0
-    max_backoff: float = 60.0
+__all__ = ["BulkSettings", "RecordEncoder", "decode_tokens", "encode_tokens", "write_records"]
 
 
 def encode_tokens(tokens: np.ndarray) -> str:
@@ -58,48 +51,30 @@ class RecordEncoder:
         self.multi_vector = multi_vector
         self.normalise_vectors = normalise_vectors
 
-    def problem(self, vector: np.ndarray) -> str | None:
-        want = 2 if self.multi_vector else 1
-        if vector.ndim != want or vector.shape[-1] != self.dim or vector.size == 0:
-            return (
-                f"embedding shape {tuple(vector.shape)} does not fit index "
-                f"(dim={self.dim}, multi_vector={self.multi_vector})"
-            )
-        if not np.isfinite(vector).all():
-            return "embedding has NaN or inf values"
-        if self.normalise_vectors and not np.all(np.linalg.norm(vector, axis=-1) > 0):
-            return "embedding has a zero vector, which has no direction (cosine undefined)"
-        return None
+    def _embedding(self, vector: Any, what: str) -> np.ndarray:
+        """The shared embedding rules (shape, NaN/inf, empty, zero under cosine); normalised under cosine."""
+        similarity = "cosine" if self.normalise_vectors else "dot_product"
+        return prepare_embedding(vector, dim=self.dim, multi_vector=self.multi_vector, similarity=similarity, what=what)
 
     def vector_for_query(self, query: np.ndarray) -> np.ndarray:
-        query = as_float32(query)
-        problem = self.problem(query)
-        if problem:
-            raise ValueError(f"query {problem}")
-        if self.multi_vector:
-            return pooled(query)
-        return normalise(query) if self.normalise_vectors else query
+        query = self._embedding(query, "query")
+        return pooled(query) if self.multi_vector else query
 
     def source(self, record: IndexRecord) -> dict[str, Any]:
-        vector = as_float32(record.embedding)
-        problem = self.problem(vector)
-        if problem:
-            raise ValueError(problem)
-        meta_problem = _json_problem(record.meta)
-        if meta_problem:
-            raise ValueError(f"meta is not JSON-serialisable: {meta_problem}")
+        """The `_source` for `record`; ValueError(reason) when the shared rules refuse it."""
+        check_record_fields(record)
+        vector = self._embedding(record.embedding, "embedding")
         doc: dict[str, Any] = {
             "text": record.text,
             "image": record.image,
-            "meta": dict(record.meta or {}),
+            "meta": json.loads(check_meta(record.meta)),
             "content_hash": record.content_hash,
         }
         if self.multi_vector:
-            tokens = vector / np.linalg.norm(vector, axis=-1, keepdims=True) if self.normalise_vectors else vector
-            doc[TOKENS_FIELD] = encode_tokens(tokens)
-            doc[VECTOR_FIELD] = pooled(tokens).tolist()
+            doc[TOKENS_FIELD] = encode_tokens(vector)
+            doc[VECTOR_FIELD] = pooled(vector).tolist()
         else:
-            doc[VECTOR_FIELD] = (normalise(vector) if self.normalise_vectors else vector).tolist()
+            doc[VECTOR_FIELD] = vector.tolist()
         return doc
 
     def record(self, doc_id: str, source: dict[str, Any]) -> IndexRecord:
@@ -112,28 +87,6 @@ class RecordEncoder:
         )
 
 
-def _json_problem(meta: Any) -> str | None:
-    """Why the client could not send `meta` as JSON (checked per record, so one bad value fails its own
-    record instead of raising out of a bulk chunk after earlier chunks landed)."""
-    from elasticsearch.serializer import JsonSerializer
-
-    try:
-        json.dumps(meta or {}, allow_nan=False, default=JsonSerializer().default)  # numpy, dates: as the client sends them
-    except (TypeError, ValueError) as exc:
-        return str(exc)
-    return None
-
-
-def _reason(error: Any) -> str:
-    if isinstance(error, dict):
-        reason = f"{error.get('type', 'error')}: {error.get('reason', '')}"
-        cause = error.get("caused_by")
-        if isinstance(cause, dict) and cause.get("reason"):
-            reason += f" ({cause.get('type', '')}: {cause['reason']})"
-        return reason
-    return str(error)
-
-
 def write_records(
     client: Any,
     index: str,
@@ -143,58 +96,43 @@ def write_records(
     *,
     refresh: bool | str = False,
     progress: bool = False,
+    deadline: Deadline | None = None,
+    where: str = "",
+    request_timeout: float | None = 30.0,
 ) -> WriteReport:
-    """Index the records; ids that ES or our validation rejects land in `report.failed` with the reason."""
-    from elasticsearch.helpers import streaming_bulk
-
+    """Index the records; ids that ES or the shared validation reject land in `report.failed` with the
+    reason, ids whose write could not be confirmed in `report.unknown`. Raises ElasticsearchUnavailable /
+    DeadlineExceeded (with `.report`) when the cluster stops answering or the deadline passes."""
     report = WriteReport()
-
-    def actions() -> Iterator[dict[str, Any]]:
-        for record in records:
-            if not isinstance(record, IndexRecord):
-                report.failed.append((str(getattr(record, "id", record))[:200], f"not an IndexRecord: {type(record).__name__}"))
-                continue
-            try:
-                source = encoder.source(record)
-            except (ValueError, TypeError) as exc:
-                report.failed.append((record.id, str(exc)))
-                continue
-            yield {"_op_type": "index", "_index": index, "_id": record.id, "_source": source}
-
-    from elasticsearch import AuthorizationException
-
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(desc=f"indexing into {index}", unit="doc")
+
+    def docs() -> Iterator[Doc]:
+        for record in records:
+            if not isinstance(record, IndexRecord):
+                report.failed.append((str(getattr(record, "id", record))[:200], f"not an IndexRecord: {type(record).__name__}"))
+                continue
+            try:
+                body = json.dumps(encoder.source(record), ensure_ascii=False, allow_nan=False)
+            except (ValueError, TypeError) as exc:
+                report.failed.append((str(record.id)[:600], str(exc)))
+                continue
+            yield Doc(record.id, body, record.content_hash)
+
+    sender = BulkSender(client, index, settings, deadline=deadline or Deadline(None), where=where or index,
+                        request_timeout=request_timeout, refresh=refresh,
+                        on_outcome=bar.update if bar is not None else None)
     try:
-        for ok, item in streaming_bulk(
-            client,
-            actions(),
-            chunk_size=settings.chunk_size,
-            max_chunk_bytes=settings.max_chunk_bytes,
-            max_retries=settings.max_retries,
-            initial_backoff=settings.initial_backoff,
-            max_backoff=settings.max_backoff,
-            raise_on_error=False,
-            refresh=refresh if refresh == "wait_for" else False,
-        ):
-            result = next(iter(item.values()))
-            if ok:
-                report.written += 1
-            else:
-                report.failed.append((str(result.get("_id")), _reason(result.get("error", result))))
-            if bar is not None:
-                bar.update(1)
-    except AuthorizationException as exc:
-        raise PermissionError(
-            f"not allowed to write to Elasticsearch index {index!r} ({exc.message}); "
-            f"{report.written} records were written before the refusal"
-        ) from exc
+        sender.send(docs(), report)
     finally:
         if bar is not None:
             bar.close()
     if refresh is True:
-        client.indices.refresh(index=index)
+        bounded_refresh = sender.deadline.timeout(request_timeout)
+        client.options(request_timeout=bounded_refresh).indices.refresh(index=index)
     return report
+
+

@@ -1,27 +1,41 @@
-"""Haystack filter syntax (`ret2_plugin.filters`) -> Elasticsearch query DSL.
+"""Haystack filter syntax (`ret2_plugin.filters`) -> Elasticsearch query DSL, with Haystack's semantics.
 
-Same semantics as `ret2_plugin.filters.matches` (the reference): `!=` and `not in` also match documents
-without the field, range comparisons with None match nothing, NOT negates the AND of its conditions.
-ES indexes neither a missing key nor a JSON null, so it cannot tell them apart: `==` / `!=` / `in` /
-`not in` with a None value (which the reference answers differently for the two) raise FilterError.
-Fields are metadata keys (`meta.source` or `source` -> ES field `meta.source`; `source` with
-`meta_prefix=""` for indexes written by Haystack's document store, which keeps meta at the top level).
+As in `ret2_plugin.filters.matches` (the reference): a missing key reads as None, so `== None` is "no
+value" (`must_not exists`), `!=` and `not in` also match documents without the field, ordering with
+None matches nothing, NOT negates the AND of its conditions. ES indexes neither a missing key nor a JSON
+null, and Haystack treats both as None, so the two agree. Ordering with a string is an ISO-date
+comparison; it runs as a range on the keyword field, which orders ISO strings of one format (what
+`date_detection: false` keeps) chronologically. Fields: `meta.<key>` (or a bare `<key>`) -> the meta
+field (`meta.<key>` in ret2's v1 layout, `<key>` at the top level in Haystack's layout, which ret2
+writes since v2), `id` -> `_id`, `content` -> the text field.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ret2_plugin.filters import FilterError, meta_key, normalize_filters
+from ret2_plugin.filters import FilterError, normalize_filters
 
 MATCH_NONE: dict[str, Any] = {"bool": {"must_not": {"match_all": {}}}}
 _RANGE = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
 
 
-def to_es_query(filters: dict[str, Any] | None, meta_prefix: str = "meta.") -> dict[str, Any] | None:
+def to_es_query(filters: dict[str, Any] | None, meta_prefix: str = "", text_field: str = "content") -> dict[str, Any] | None:
     """The ES query for a Haystack filter (None for no filter). Raises FilterError on bad input."""
     canonical = normalize_filters(filters)
-    return None if canonical is None else _node(canonical, meta_prefix)
+    return None if canonical is None else _node(canonical, meta_prefix, text_field)
+
+
+def es_field(field: str, meta_prefix: str, text_field: str) -> str:
+    if field == "id":
+        return "_id"
+    if field == "content":
+        return text_field
+    if field.startswith("meta."):
+        return f"{meta_prefix}{field[5:]}"
+    if field in ("blob", "embedding", "score", "sparse_embedding"):
+        raise FilterError(f"filtering on the document field {field!r} is not supported on Elasticsearch")
+    return f"{meta_prefix}{field}"
 
 
 def _scalar(value: Any, op: str, field: str) -> Any:
@@ -30,28 +44,33 @@ def _scalar(value: Any, op: str, field: str) -> Any:
     return value
 
 
-def _node(node: dict[str, Any], prefix: str) -> dict[str, Any]:
-    op = node["operator"]
-    if op in ("AND", "OR", "NOT"):
-        parts = [_node(c, prefix) for c in node["conditions"]]
+def _equal(field: str, value: Any, op: str) -> dict[str, Any]:
+    if value is None:
+        return {"bool": {"must_not": [{"exists": {"field": field}}]}}
+    return {"term": {field: _scalar(value, op, field)}}
+
+
+def _node(node: dict[str, Any], prefix: str, text_field: str) -> dict[str, Any]:
+    if "field" not in node:
+        op = node["operator"]
+        parts = [_node(c, prefix, text_field) for c in node["conditions"]]
         if op == "AND":
             return {"bool": {"filter": parts}}
         if op == "OR":
             return {"bool": {"should": parts, "minimum_should_match": 1}}
         return {"bool": {"must_not": [{"bool": {"filter": parts}}]}}
-    field = f"{prefix}{meta_key(node['field'])}"
-    value = node["value"]
-    if op in ("==", "!=", "in", "not in") and (value is None or (isinstance(value, list) and None in value)):
-        raise FilterError(
-            f"filter on {field!r}: operator {op!r} with None is not supported on Elasticsearch "
-            "(it cannot tell a missing key from a null value); filter on a concrete value instead"
-        )
+    op, value = node["operator"], node["value"]
+    field = es_field(node["field"], prefix, text_field)
     if op in ("==", "!="):
-        term = {"term": {field: _scalar(value, op, field)}}
-        return term if op == "==" else {"bool": {"must_not": [term]}}
+        query = _equal(field, value, op)
+        return query if op == "==" else {"bool": {"must_not": [query]}}
     if op in ("in", "not in"):
-        terms: dict[str, Any] = {"terms": {field: [_scalar(v, op, field) for v in value]}}
-        return terms if op == "in" else {"bool": {"must_not": [terms]}}
+        concrete = [_scalar(v, op, field) for v in value if v is not None]
+        options: list[dict[str, Any]] = [{"terms": {field: concrete}}] if concrete else []
+        if None in value:
+            options.append(_equal(field, None, op))
+        query = {"bool": {"should": options, "minimum_should_match": 1}} if options else MATCH_NONE
+        return query if op == "in" else {"bool": {"must_not": [query]}}
     if value is None:
         return MATCH_NONE
     return {"range": {field: {_RANGE[op]: _scalar(value, op, field)}}}

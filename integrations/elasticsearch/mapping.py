@@ -1,15 +1,16 @@
 """The index mapping: built from the model's dims, read back and checked before any write.
 
-Fields: `embedding` (dense_vector), `text` (BM25), `image` (keyword, not indexed: a reference only),
-`content_hash` (keyword), `meta` (object; strings mapped as keyword so filters are exact), and for
-multi-vector indexes `tokens` (binary, the `[K, D]` float32 token vectors, not indexed).
+Layout version 2 (`layout.py`, written since this version) is elasticsearch-haystack's: `id`,
+`content` (text, BM25), `embedding` (dense_vector), `file_path` (the image reference), `content_hash`,
+`blob` (stored, not indexed) and meta keys at the top level; multi-vector indexes add `tokens`
+(binary, the `[K, D]` float32 token vectors, not indexed). Layout version 1 (`text`, `image`,
+`meta.*`, similarity ES `dot_product` on client-normalised vectors) is still read and written.
 
-Similarity: our vectors are L2-normalised, so ret2's `cosine` is stored as ES `dot_product` on vectors we
-normalise client-side: the same ranking and scores as cosine, the cheapest ES similarity, and ES itself
-rejects a vector that is not unit length, which catches an encoder bug instead of indexing it.
-ret2's `dot_product` and `max_inner_product` (unnormalised inner product) are stored as ES
-`max_inner_product`, which, like FAISS and the memory backend, accepts vectors of any length (ES
-`dot_product` would reject them).
+Similarity (v2): ret2's `cosine` is ES `cosine`, Haystack's default, so a vector is stored exactly as
+written and both ret2 and `ElasticsearchEmbeddingRetriever` rank by cosine. ES reports (1 + cos) / 2;
+ret2 hits carry the cosine itself (`queries.raw_similarity`), on every backend the same scale. ret2's
+`dot_product` is ES `max_inner_product`, which, like FAISS and the memory backend, accepts vectors of
+any length.
 
 Meta: strings are keyword, every number is `double` and date detection is off, so the meta mapping does
 not depend on the first document (a first `"2024-01-01"` or a first integer would otherwise fix a
@@ -28,9 +29,9 @@ from ret2_plugin.index import IndexMismatchError
 
 VECTOR_FIELD = "embedding"
 TOKENS_FIELD = "tokens"
-META_VERSION = 1
+META_VERSION = 2
 INDEX_TYPES = ("hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw", "flat", "int8_flat", "int4_flat", "bbq_flat")
-ES_SIMILARITY = {"cosine": "dot_product", "dot_product": "max_inner_product", "max_inner_product": "max_inner_product"}
+ES_SIMILARITY = {"cosine": "cosine", "dot_product": "max_inner_product", "max_inner_product": "max_inner_product"}
 # Quantized HNSW re-scores oversample x k candidates with the raw float vectors. Measured on our node
 # (400 random unit vectors, 64 dims, top 10): int8_hnsw recall 0.875 without, 1.0 with oversample 1.5.
 DEFAULT_OVERSAMPLE = 2.0
@@ -95,17 +96,18 @@ def build_index_body(
     }
     properties: dict[str, Any] = {
         VECTOR_FIELD: vector,
-        "text": {"type": "text"},
-        "image": {"type": "keyword", "index": False, "doc_values": False},
+        "id": {"type": "keyword"},
+        "content": {"type": "text"},
+        "file_path": {"type": "keyword"},
         "content_hash": {"type": "keyword"},
-        "meta": {"type": "object", "dynamic": True},
+        "blob": {"type": "object", "enabled": False},
     }
     if multi_vector:
         properties[TOKENS_FIELD] = {"type": "binary", "doc_values": False}
     return {
         "settings": {"number_of_shards": shards, "number_of_replicas": replicas},
         "mappings": {
-            "dynamic": "strict",
+            "dynamic": True,
             "_meta": {
                 "ret2": {
                     "version": META_VERSION,
@@ -117,9 +119,9 @@ def build_index_body(
             },
             "date_detection": False,
             "dynamic_templates": [
-                {"meta_strings": {"path_match": "meta.*", "match_mapping_type": "string", "mapping": {"type": "keyword"}}},
-                {"meta_integers": {"path_match": "meta.*", "match_mapping_type": "long", "mapping": {"type": "double"}}},
-                {"meta_floats": {"path_match": "meta.*", "match_mapping_type": "double", "mapping": {"type": "double"}}},
+                {"strings": {"path_match": "*", "match_mapping_type": "string", "mapping": {"type": "keyword"}}},
+                {"integers": {"path_match": "*", "match_mapping_type": "long", "mapping": {"type": "double"}}},
+                {"floats": {"path_match": "*", "match_mapping_type": "double", "mapping": {"type": "double"}}},
             ],
             "properties": properties,
         },
@@ -143,10 +145,17 @@ def describe_mapping(name: str, mapping: dict[str, Any]) -> dict[str, Any]:
         "info": dict(ours.get("info", {})),
         "index_options": dict(vector.get("index_options", {})),
         "managed": bool(ours),
-        # Haystack's ElasticsearchDocumentStore: text in `content`, meta keys at the top level
-        "text_field": "text" if ours or "text" in properties else "content",
-        "meta_prefix": "meta." if ours or "meta" in properties else "",
+        "version": int(ours.get("version", 1)) if ours else None,
+        # layout v1: `text` + `meta.*`; v2 and Haystack's ElasticsearchDocumentStore: `content`, meta at the top
+        "text_field": "text" if _is_v1(ours, properties) else "content",
+        "meta_prefix": "meta." if _is_v1(ours, properties) else "",
     }
+
+
+def _is_v1(ours: dict[str, Any], properties: dict[str, Any]) -> bool:
+    if ours:
+        return int(ours.get("version", 1)) < 2
+    return "meta" in properties and "content" not in properties
 
 
 def check_compatible(name: str, found: dict[str, Any], *, dim: int | None, multi_vector: bool, similarity: str) -> None:

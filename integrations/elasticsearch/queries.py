@@ -49,7 +49,7 @@ def knn_body(
         knn["similarity"] = float(similarity_threshold)  # raw similarity, not the ES score
     if oversample is not None:
         knn["rescore_vector"] = {"oversample": float(oversample)}
-    excludes = [VECTOR_FIELD] if with_tokens else [VECTOR_FIELD, TOKENS_FIELD]
+    excludes = [VECTOR_FIELD, "blob"] if with_tokens else [VECTOR_FIELD, TOKENS_FIELD, "blob"]
     return {"knn": knn, "size": k, "_source": {"excludes": excludes}}
 
 
@@ -58,7 +58,7 @@ def bm25_body(text: str, *, size: int, filter_query: dict[str, Any] | None, fiel
     query: dict[str, Any] = {"bool": {"must": [{"match": {field: text}}]}}
     if filter_query is not None:
         query["bool"]["filter"] = [filter_query]
-    return {"query": query, "size": size, "_source": {"excludes": [VECTOR_FIELD, TOKENS_FIELD]}}
+    return {"query": query, "size": size, "_source": {"excludes": [VECTOR_FIELD, TOKENS_FIELD, "blob"]}}
 
 
 def raw_similarity(score: float, es_similarity: str) -> float:

@@ -74,7 +74,8 @@ class FaissBackend:
         ids = faiss.vector_to_array(index.id_map) if index.ntotal else np.empty(0, np.int64)
         live = faiss_ids(*store.keys_and_ntok(), self.multi_vector)
         self._tombstones: set[int] = set(np.setdiff1d(ids, live).tolist())
-        self._next_key = int(doc_keys(ids, self.multi_vector).max()) + 1 if ids.size else 0
+        in_index = int(doc_keys(ids, self.multi_vector).max()) + 1 if ids.size else 0
+        self._next_key = max(in_index, store.next_key())  # rows without embedding hold keys FAISS never saw
         self._tomb_sel: faiss.IDSelector | None = None
         self._search_index: tuple[faiss.Index, bool] | None = None
         self._n_docs = store.count()
@@ -173,17 +174,20 @@ class FaissBackend:
     def _write(self, batch: dict[str, Row], accepted: int) -> WriteReport:
         old = self.store.keys_for(list(batch))
         rows = []
-        for doc_id, (text, image, meta, chash, vectors) in batch.items():
+        for doc_id, (text, image, meta, chash, vectors, extra) in batch.items():
             key, self._next_key = self._next_key, self._next_key + 1
-            rows.append((key, doc_id, text, image, meta, chash, vectors))
+            rows.append((key, doc_id, text, image, meta, chash, vectors, extra))
         try:
             with self.store.db:  # one transaction: rolled back if FAISS fails below
                 self.store.upsert(rows)
-                if old:
-                    self._remove_from_index(np.asarray([k for k, _ in old.values()]), np.asarray([n for _, n in old.values()]))
-                ntok = np.asarray([r[6].shape[0] for r in rows])
-                ids = faiss_ids(np.asarray([r[0] for r in rows]), ntok, self.multi_vector)
-                self.index.add_with_ids(np.concatenate([r[6] for r in rows]), ids)
+                old_vec = [(k, n) for k, n in old.values() if n > 0]  # documents without embedding are not in FAISS
+                if old_vec:
+                    self._remove_from_index(np.asarray([k for k, _ in old_vec]), np.asarray([n for _, n in old_vec]))
+                with_vec = [r for r in rows if r[6].shape[0] > 0]
+                if with_vec:
+                    ntok = np.asarray([r[6].shape[0] for r in with_vec])
+                    ids = faiss_ids(np.asarray([r[0] for r in with_vec]), ntok, self.multi_vector)
+                    self.index.add_with_ids(np.concatenate([r[6] for r in with_vec]), ids)
         except Exception as exc:
             self._rebuild(self.active_index_type)  # put FAISS back in line with the rolled-back store
             return WriteReport(0, [(doc_id, f"write failed: {type(exc).__name__}: {exc}") for doc_id in batch])
@@ -210,10 +214,12 @@ class FaissBackend:
             if not doomed:
                 return 0
             keys = np.asarray(list(doomed), dtype=np.int64)
+            ntoks = np.asarray(list(doomed.values()), dtype=np.int64)
             try:
                 with self.store.db:
                     self.store.delete(keys.tolist())
-                    self._remove_from_index(keys, np.asarray(list(doomed.values()), dtype=np.int64))
+                    if (ntoks > 0).any():  # documents without embedding are not in FAISS
+                        self._remove_from_index(keys[ntoks > 0], ntoks[ntoks > 0])
             except Exception:
                 self._rebuild(self.active_index_type)
                 raise
@@ -287,6 +293,8 @@ class FaissBackend:
             self._refresh()
             canonical = normalize_filters(filters)
             pool = self.store.matching_keys(canonical) if canonical else None
+            if pool is not None:  # documents without embedding are filterable, not searchable
+                pool = (pool[0][pool[1] > 0], pool[1][pool[1] > 0])
             search_index, on_gpu = self._device_index()
             ranked = search(
                 q, top_k=top_k, index=self.index, search_index=search_index, on_gpu=on_gpu,
@@ -327,9 +335,21 @@ class FaissBackend:
             for doc_id in ids:
                 if doc_id in found:
                     r = rows[found[doc_id][0]]
-                    vec = r["vec"] if self.multi_vector else r["vec"][0]
-                    out.append(IndexRecord(r["id"], vec.copy(), r["text"], r["image"], r["meta"], r["content_hash"]))
+                    vec = None if r["ntok"] == 0 else (r["vec"] if self.multi_vector else r["vec"][0]).copy()
+                    out.append(IndexRecord(r["id"], vec, r["text"], r["image"], r["meta"], r["content_hash"], r["extra"]))
             return out
+
+    def ids(self, filters: dict[str, Any] | None = None) -> list[str]:
+        """Ids of the stored documents that match `filters` (all without), in write order."""
+        with self._lock:
+            self._check_open()
+            canonical = normalize_filters(filters)
+            self._refresh()
+            if not canonical:
+                return [r[0] for r in self.store.db.execute("SELECT id FROM docs ORDER BY key")]
+            keys = self.store.matching_keys(canonical)[0]
+            rows = self.store.rows(keys.tolist())
+            return [rows[int(k)]["id"] for k in keys]
 
     def content_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         return {r.id: r.content_hash for r in self.get(ids) if r.content_hash}

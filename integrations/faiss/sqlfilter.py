@@ -1,11 +1,13 @@
 """Haystack filters -> SQL over the JSON meta column, with exactly `ret2_plugin.filters.matches` semantics.
 
-Only what translates provably identically is translated: scalar values (None, bool, int, float, str) on
-plain keys. Python's comparison rules are reproduced with `json_type` checks (a string never equals a
-number; True == 1 as in Python). Where `matches` would raise (ordering a string against a number), the
-store detects the rows that would trigger it and evaluates the filter in Python instead, so errors are
-the same too. Anything else (list or dict values, odd keys) raises `Untranslatable` and the caller
-falls back to evaluating `matches` row by row.
+Only what translates provably identically is translated: scalar values (None, bool, int, float, str)
+on top-level meta keys. Haystack's rules are reproduced with `json_type` checks: a string never equals
+a number, True == 1 as in Python, a missing key reads as None (so `== None` matches it). Where
+Haystack compares ISO dates (an equality with a date-like string, any ordering with a string) the
+filter is not translated. Where `matches` would raise (ordering a number against a string, list or
+object), the store detects the rows that would trigger it and evaluates the filter in Python instead,
+so errors are the same too. Anything else (list or dict values, `id` / `content`, nested paths)
+raises `Untranslatable` and the caller falls back to evaluating `matches` row by row.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import math
 import re
 from typing import Any
 
-from ret2_plugin.filters import meta_key
+from ret2_plugin.filters import _looks_like_iso_date, meta_key
 
 NUMERIC = ("integer", "real", "true", "false")
 _SAFE_KEY = re.compile(r'^[^"\\\x00-\x1f]+$')
@@ -35,8 +37,8 @@ class Sql:
 
 
 def _path(field: str) -> str:
-    key = meta_key(field)
-    if not isinstance(key, str) or not _SAFE_KEY.match(key):
+    key = meta_key(field) if isinstance(field, str) else None
+    if key is None or not _SAFE_KEY.match(key):
         raise Untranslatable(f"field {field!r}")
     return f'$."{key}"'
 
@@ -55,6 +57,8 @@ def _scalar_kind(value: Any) -> str:
             raise Untranslatable("non-finite float")
         return "number"
     if isinstance(value, str):
+        if _looks_like_iso_date(value):
+            raise Untranslatable("ISO date string: Haystack compares it as a date")
         return "text"
     raise Untranslatable(f"value {value!r}")
 
@@ -63,7 +67,7 @@ def _equals(sql: Sql, path: str, value: Any) -> str:
     kind = _scalar_kind(value)
     if kind == "null":
         sql.params.append(path)
-        return "COALESCE(json_type(meta, ?) = 'null', 0)"
+        return "COALESCE(json_type(meta, ?) = 'null', 1)"  # a missing key (SQL NULL) reads as None
     types = "('text')" if kind == "text" else str(NUMERIC)
     sql.params.extend([path, path, int(value) if isinstance(value, bool) else value])
     return f"COALESCE(json_type(meta, ?) IN {types} AND json_extract(meta, ?) = ?, 0)"
@@ -74,7 +78,7 @@ def _order(sql: Sql, path: str, op: str, value: Any) -> str:
     if kind == "null":
         return "0"
     if kind == "text":
-        types, hazards = "('text')", NUMERIC + ("array", "object")
+        raise Untranslatable("ordering with a string compares dates")
     else:
         types, hazards = str(NUMERIC), ("text", "array", "object")
     sql.hazards.append((path, hazards))

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ret2_plugin.filters import matches
+from ret2_plugin.index import extra_from_json
 
 from .files import IndexCorruptedError
 from .sqlfilter import Untranslatable, translate
@@ -34,9 +35,13 @@ CREATE TABLE IF NOT EXISTS docs (
     meta TEXT NOT NULL,
     content_hash TEXT,
     ntok INTEGER NOT NULL,
-    vec BLOB NOT NULL
+    vec BLOB NOT NULL,
+    extra TEXT
 );
 """
+# `ntok` 0 = a document without embedding (filterable, not searchable). `extra`: Haystack's blob and
+# the embedding as written (JSON), see `ret2_plugin.index.check_extra`. Stores saved before `extra`
+# existed get the column on load.
 _CHUNK = 500  # SQLite's bound-parameter limit is 999 on old builds
 
 
@@ -68,6 +73,9 @@ class PayloadStore:
         try:
             source.backup(db)
             db.execute("SELECT key, id, text, image, meta, content_hash, ntok, vec FROM docs LIMIT 1").fetchall()
+            if "extra" not in {row[1] for row in db.execute("PRAGMA table_info(docs)")}:
+                db.execute("ALTER TABLE docs ADD COLUMN extra TEXT")
+                db.commit()
         except sqlite3.DatabaseError as exc:
             db.close()
             raise IndexCorruptedError(f"payload database {path} is not a valid ret2 payload store: {exc}") from exc
@@ -99,7 +107,8 @@ class PayloadStore:
         return found
 
     def keys_and_ntok(self) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.db.execute("SELECT key, ntok FROM docs ORDER BY key").fetchall()
+        """(keys, token counts) of the documents that have vectors, in key order."""
+        rows = self.db.execute("SELECT key, ntok FROM docs WHERE ntok > 0 ORDER BY key").fetchall()
         if not rows:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         arr = np.asarray(rows, dtype=np.int64)
@@ -107,14 +116,15 @@ class PayloadStore:
 
     def rows(self, keys: Sequence[int], *, with_vectors: bool = False) -> dict[int, dict[str, Any]]:
         """key -> {id, text, image, meta, content_hash, ntok[, vec]} for the keys that exist."""
-        cols = "key, id, text, image, meta, content_hash, ntok" + (", vec" if with_vectors else "")
+        cols = "key, id, text, image, meta, content_hash, ntok, extra" + (", vec" if with_vectors else "")
         out: dict[int, dict[str, Any]] = {}
         for chunk in _chunks([int(k) for k in keys]):
             marks = ",".join("?" * len(chunk))
             for row in self.db.execute(f"SELECT {cols} FROM docs WHERE key IN ({marks})", list(chunk)):
-                item = {"id": row[1], "text": row[2], "image": row[3], "meta": json.loads(row[4]), "content_hash": row[5], "ntok": row[6]}
+                item = {"id": row[1], "text": row[2], "image": row[3], "meta": json.loads(row[4]), "content_hash": row[5],
+                        "ntok": row[6], "extra": extra_from_json(row[7])}
                 if with_vectors:
-                    item["vec"] = self._decode(row[7], row[6])
+                    item["vec"] = self._decode(row[8], row[6])
                 out[row[0]] = item
         return out
 
@@ -129,7 +139,7 @@ class PayloadStore:
 
     def iter_vectors(self, batch: int = 4096) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
         """All (keys, vectors) in key order, a batch at a time (for rebuilding the FAISS index)."""
-        cursor = self.db.execute("SELECT key, ntok, vec FROM docs ORDER BY key")
+        cursor = self.db.execute("SELECT key, ntok, vec FROM docs WHERE ntok > 0 ORDER BY key")
         while True:
             rows = cursor.fetchmany(batch)
             if not rows:
@@ -165,8 +175,8 @@ class PayloadStore:
         return arr[:, 0], arr[:, 1]
 
     def _matching_in_python(self, canonical: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        rows = [(key, ntok) for key, ntok, meta in self.db.execute("SELECT key, ntok, meta FROM docs ORDER BY key")
-                if matches(canonical, json.loads(meta))]
+        rows = [(key, ntok) for key, ntok, meta, doc_id, text in self.db.execute("SELECT key, ntok, meta, id, text FROM docs ORDER BY key")
+                if matches(canonical, json.loads(meta), id=doc_id, content=text)]
         arr = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
         return arr[:, 0], arr[:, 1]
 
@@ -175,11 +185,12 @@ class PayloadStore:
 
     # --- writes (inside the caller's transaction: `with store.db:`) -----------------------------
 
-    def upsert(self, rows: Sequence[tuple[int, str, str | None, str | None, str, str | None, np.ndarray]]) -> None:
-        """rows: (key, id, text, image, meta_json, content_hash, vectors [ntok, dim])."""
+    def upsert(self, rows: Sequence[tuple[int, str, str | None, str | None, str, str | None, np.ndarray, str | None]]) -> None:
+        """rows: (key, id, text, image, meta_json, content_hash, vectors [ntok, dim], extra_json)."""
         self.db.executemany(
-            "INSERT OR REPLACE INTO docs (key, id, text, image, meta, content_hash, ntok, vec) VALUES (?,?,?,?,?,?,?,?)",
-            [(k, i, t, im, m, h, int(v.shape[0]), np.ascontiguousarray(v, np.float32).tobytes()) for k, i, t, im, m, h, v in rows],
+            "INSERT OR REPLACE INTO docs (key, id, text, image, meta, content_hash, ntok, vec, extra) VALUES (?,?,?,?,?,?,?,?,?)",
+            [(k, i, t, im, m, h, int(v.shape[0]), np.ascontiguousarray(v, np.float32).tobytes(), x)
+             for k, i, t, im, m, h, v, x in rows],
         )
 
     def delete(self, keys: Sequence[int]) -> None:

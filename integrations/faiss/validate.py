@@ -8,14 +8,15 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ret2_plugin.index import IndexMismatchError, IndexRecord, check_meta, prepare_embedding
+from ret2_plugin.index import IndexMismatchError, IndexRecord, check_meta, extra_to_json, prepare_embedding
 
 from .files import IndexCorruptedError
 from .keys import MAX_TOKENS, faiss_ids
 from .store import PayloadStore
 
-# text, image, meta JSON, content hash, vectors [ntok, dim] (normalised under cosine)
-Row = tuple[str | None, str | None, str, str | None, np.ndarray]
+# text, image, meta JSON, content hash, vectors [ntok, dim] (normalised under cosine; ntok 0: no
+# embedding, stored but not searchable), extra JSON (Haystack's blob / embedding as written)
+Row = tuple[str | None, str | None, str, str | None, np.ndarray, str | None]
 
 
 def prepare_record(record: IndexRecord, dim: int, multi_vector: bool, similarity: str) -> Row | str:
@@ -26,8 +27,12 @@ def prepare_record(record: IndexRecord, dim: int, multi_vector: bool, similarity
     if not isinstance(record.id, str) or not record.id:
         return f"id must be a non-empty string, got {record.id!r}"
     try:
-        vectors = prepare_embedding(record.embedding, dim=dim, multi_vector=multi_vector, similarity=similarity)
+        if record.embedding is None:
+            vectors = np.empty((0, dim), np.float32)
+        else:
+            vectors = prepare_embedding(record.embedding, dim=dim, multi_vector=multi_vector, similarity=similarity)
         meta_json = check_meta(record.meta)
+        extra_json = extra_to_json(getattr(record, "extra", None))
     except ValueError as exc:
         return str(exc)
     vectors = vectors.reshape(-1, dim)
@@ -37,7 +42,7 @@ def prepare_record(record: IndexRecord, dim: int, multi_vector: bool, similarity
         value = getattr(record, field)
         if value is not None and not isinstance(value, str):
             return f"{field} must be a string or None, got {type(value).__name__}"
-    return record.text, record.image, meta_json, record.content_hash, vectors
+    return record.text, record.image, meta_json, record.content_hash, vectors, extra_json
 
 
 def prepare_query(query: np.ndarray, dim: int, multi_vector: bool, similarity: str) -> np.ndarray:

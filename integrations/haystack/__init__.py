@@ -1,7 +1,8 @@
-"""Haystack components for ReT / ReT-2: embedders, a retriever over any registered index backend, and a
-writer. Also published as `haystack_integrations.components.{embedders,retrievers,writers}.ret2` (the
-path pipeline YAML names them by)."""
+"""Haystack components for ReT / ReT-2: embedders, a document store and a retriever over any registered
+index backend, and a writer. Also published as `haystack_integrations.components.{embedders,retrievers,
+writers}.ret2` and `haystack_integrations.document_stores.ret2` (the paths pipeline YAML names them by)."""
 
+from ret2_plugin.integrations.haystack.document_store import ReT2DocumentStore
 from ret2_plugin.integrations.haystack.document_embedder import DocumentEmbeddingError, ReT2DocumentEmbedder
 from ret2_plugin.integrations.haystack.images import DocumentImageError
 from ret2_plugin.integrations.haystack.query_embedder import ReT2QueryEmbedder
@@ -12,6 +13,7 @@ __all__ = [
     "DocumentEmbeddingError",
     "DocumentImageError",
     "ReT2DocumentEmbedder",
+    "ReT2DocumentStore",
     "ReT2DocumentWriter",
     "ReT2QueryEmbedder",
     "ReT2Retriever",

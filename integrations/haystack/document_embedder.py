@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from haystack import component, default_from_dict, default_to_dict
+from haystack.utils import ComponentDevice
 from haystack.dataclasses import Document
 from tqdm.auto import tqdm
 
+from ret2_plugin.integrations.haystack.device import as_device, device_from_dict, device_to_dict, torch_device
 from ret2_plugin.integrations.haystack.encoder import load_single_vector_encoder
 from ret2_plugin.integrations.haystack.images import DocumentImageError, load_image, resolve_file_path
 
@@ -57,7 +59,7 @@ class ReT2DocumentEmbedder:
         self,
         *,
         model: str,
-        device: str | None = None,
+        device: ComponentDevice | str | None = None,
         precision: str = "float32",
         root_path: str | None = None,
         batch_size: int = 32,
@@ -65,10 +67,13 @@ class ReT2DocumentEmbedder:
         normalize_embeddings: bool = True,
         raise_on_failure: bool = False,
         image_workers: int | None = None,
+        file_path_meta_field: str = "file_path",
+        meta_fields_to_embed: list[str] | None = None,
+        embedding_separator: str = "\n",
     ) -> None:
         """
         :param model: Local path or hub id of a ReT / ReT-2 model (anything `ret2_plugin.load_encoder` reads).
-        :param device: Torch device ("cpu", "cuda", ...); None picks automatically.
+        :param device: A `ComponentDevice` (or "cpu", "cuda:0" ...); None: the encoder picks (CUDA if any).
         :param precision: Encoder precision ("float32", "float16", "bfloat16").
         :param root_path: Folder that relative `meta["file_path"]` values resolve against; paths escaping
             it are refused. None: paths are used as given.
@@ -78,11 +83,15 @@ class ReT2DocumentEmbedder:
         :param raise_on_failure: Raise `DocumentEmbeddingError` if any document fails instead of
             returning it in `failed_documents`.
         :param image_workers: Encoder threads decoding images (None: the encoder's default).
+        :param file_path_meta_field: Meta field holding a document's image path (as Haystack's image embedders).
+        :param meta_fields_to_embed: Meta fields whose values are embedded with the text, before it (as
+            Haystack's text embedders: values, then content, joined by `embedding_separator`).
+        :param embedding_separator: Separator of those values and the content.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
-        self.device = device
+        self.device = as_device(device)
         self.precision = precision
         self.root_path = root_path
         self.batch_size = batch_size
@@ -90,20 +99,23 @@ class ReT2DocumentEmbedder:
         self.normalize_embeddings = normalize_embeddings
         self.raise_on_failure = raise_on_failure
         self.image_workers = image_workers
+        self.file_path_meta_field = file_path_meta_field
+        self.meta_fields_to_embed = list(meta_fields_to_embed or [])
+        self.embedding_separator = embedding_separator
         self._encoder: Any = None
 
     def warm_up(self) -> None:
         """Load the encoder once (later calls do nothing)."""
         if self._encoder is None:
             self._encoder = load_single_vector_encoder(
-                self.model, device=self.device, precision=self.precision, image_workers=self.image_workers
+                self.model, device=torch_device(self.device), precision=self.precision, image_workers=self.image_workers
             )
 
     def to_dict(self) -> dict[str, Any]:
         return default_to_dict(
             self,
             model=self.model,
-            device=self.device,
+            device=device_to_dict(self.device),
             precision=self.precision,
             root_path=self.root_path,
             batch_size=self.batch_size,
@@ -111,18 +123,23 @@ class ReT2DocumentEmbedder:
             normalize_embeddings=self.normalize_embeddings,
             raise_on_failure=self.raise_on_failure,
             image_workers=self.image_workers,
+            file_path_meta_field=self.file_path_meta_field,
+            meta_fields_to_embed=self.meta_fields_to_embed,
+            embedding_separator=self.embedding_separator,
         )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReT2DocumentEmbedder:
-        return default_from_dict(cls, data)
+        params = dict(data.get("init_parameters", {}))
+        params["device"] = device_from_dict(params.get("device"))
+        return default_from_dict(cls, {**data, "init_parameters": params})
 
     def _image(self, doc: Document) -> Any:
         """A decoded blob, a checked image path, or None. Raises ValueError with the reason."""
         blob = doc.blob
         if blob is not None and (blob.mime_type is None or blob.mime_type.startswith("image/")):
             return load_image(blob)  # a blob of another declared type (PDF, audio) is not an image input
-        file_path = doc.meta.get("file_path")
+        file_path = doc.meta.get(self.file_path_meta_field)
         if not file_path:
             return None
         path = resolve_file_path(file_path, self.root_path)
@@ -132,7 +149,10 @@ class ReT2DocumentEmbedder:
 
     def _input(self, doc: Document) -> tuple[Any, str]:
         """The encoder input for one document and its `embedding_source`; raises ValueError with the reason."""
-        text = doc.content if isinstance(doc.content, str) and doc.content.strip() else None
+        parts = [str(doc.meta[k]) for k in self.meta_fields_to_embed if doc.meta.get(k) not in (None, "")]
+        if isinstance(doc.content, str) and doc.content.strip():
+            parts.append(doc.content)
+        text = self.embedding_separator.join(parts) if parts else None
         image = self._image(doc)
         # Always a dict: a bare string that looks like a file name would be taken for an image path.
         if text is not None and image is not None:
@@ -141,7 +161,7 @@ class ReT2DocumentEmbedder:
             return {"text": text}, "text"
         if image is not None:
             return {"image": image}, "image"
-        raise ValueError("no text content, no blob and no meta['file_path']: nothing to embed")
+        raise ValueError(f"no text content, no blob and no meta[{self.file_path_meta_field!r}]: nothing to embed")
 
     def _encode(self, ready: list[Prepared], failed: list[tuple[Document, str]]) -> list[Any]:
         """Vectors for `ready` (None where encoding failed). A failing call is split in halves until the

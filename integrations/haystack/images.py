@@ -8,9 +8,11 @@ arbitrary files.
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
+from haystack.dataclasses import ByteStream, ImageContent
 from PIL import Image
 
 
@@ -51,9 +53,12 @@ def load_image(source: Any) -> Image.Image:
 
 
 def as_pil(image: Any) -> Image.Image:
-    """A query image given as PIL image, path or `ByteStream` (no root confinement: the caller chose it)."""
+    """A query image given as PIL image, path, `ByteStream` or Haystack `ImageContent` (base64) (no root
+    confinement: the caller chose it)."""
     if isinstance(image, Image.Image):
         return image
+    if isinstance(image, ImageContent):
+        image = ByteStream(data=base64.b64decode(image.base64_image), mime_type=image.mime_type)
     if isinstance(image, Path):
         image = str(image)
     if isinstance(image, str):

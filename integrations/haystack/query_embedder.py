@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from haystack import component, default_from_dict, default_to_dict
-from haystack.dataclasses import ByteStream
+from haystack.utils import ComponentDevice
+from haystack.dataclasses import ByteStream, ImageContent
 from PIL import Image
 
+from ret2_plugin.integrations.haystack.device import as_device, device_from_dict, device_to_dict, torch_device
 from ret2_plugin.integrations.haystack.encoder import load_single_vector_encoder
 from ret2_plugin.integrations.haystack.images import as_pil
 
@@ -38,20 +40,20 @@ class ReT2QueryEmbedder:
         self,
         *,
         model: str,
-        device: str | None = None,
+        device: ComponentDevice | str | None = None,
         precision: str = "float32",
         instruction: str | None = None,
         normalize_embeddings: bool = True,
     ) -> None:
         """
         :param model: Local path or hub id of a ReT / ReT-2 model.
-        :param device: Torch device; None picks automatically.
+        :param device: A `ComponentDevice` (or "cpu", "cuda:0" ...); None: the encoder picks (CUDA if any).
         :param precision: Encoder precision ("float32", "float16", "bfloat16").
         :param instruction: Task instruction prefixed to the query text, as ReT was trained.
         :param normalize_embeddings: L2-normalise the embedding.
         """
         self.model = model
-        self.device = device
+        self.device = as_device(device)
         self.precision = precision
         self.instruction = instruction
         self.normalize_embeddings = normalize_embeddings
@@ -60,13 +62,13 @@ class ReT2QueryEmbedder:
     def warm_up(self) -> None:
         """Load the encoder once (later calls do nothing)."""
         if self._encoder is None:
-            self._encoder = load_single_vector_encoder(self.model, device=self.device, precision=self.precision)
+            self._encoder = load_single_vector_encoder(self.model, device=torch_device(self.device), precision=self.precision)
 
     def to_dict(self) -> dict[str, Any]:
         return default_to_dict(
             self,
             model=self.model,
-            device=self.device,
+            device=device_to_dict(self.device),
             precision=self.precision,
             instruction=self.instruction,
             normalize_embeddings=self.normalize_embeddings,
@@ -74,14 +76,16 @@ class ReT2QueryEmbedder:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReT2QueryEmbedder:
-        return default_from_dict(cls, data)
+        params = dict(data.get("init_parameters", {}))
+        params["device"] = device_from_dict(params.get("device"))
+        return default_from_dict(cls, {**data, "init_parameters": params})
 
     def query_input(self, text: str | None = None, image: Any = None) -> Any:
         """The encoder input for a query: `{"text"?, "image"?, "instruction"?}`."""
         if text is not None and not isinstance(text, str):
             raise TypeError(f"text must be a string, got {type(text).__name__}; use ReT2DocumentEmbedder for Documents")
-        if image is not None and not isinstance(image, (str, Path, Image.Image, ByteStream)):
-            raise TypeError(f"image must be a path, PIL image or ByteStream, got {type(image).__name__}")
+        if image is not None and not isinstance(image, (str, Path, Image.Image, ByteStream, ImageContent)):
+            raise TypeError(f"image must be an ImageContent, a path, a PIL image or a ByteStream, got {type(image).__name__}")
         text = text if text and text.strip() else None
         pil = as_pil(image) if image is not None else None
         if text is None and pil is None:
@@ -96,8 +100,8 @@ class ReT2QueryEmbedder:
         return value
 
     @component.output_types(embedding=list[float])
-    def run(self, text: str | None = None, image: str | Path | Image.Image | ByteStream | None = None) -> dict[str, Any]:
-        """Embed one query. `image` is a path, a PIL image or a `ByteStream`.
+    def run(self, text: str | None = None, image: ImageContent | str | Path | Image.Image | ByteStream | None = None) -> dict[str, Any]:
+        """Embed one query. `image` is Haystack's `ImageContent`, a path, a PIL image or a `ByteStream`.
 
         :returns: `embedding`: the query vector as a list of floats.
         """
@@ -110,7 +114,7 @@ class ReT2QueryEmbedder:
 
     @component.output_types(embedding=list[float])
     async def run_async(
-        self, text: str | None = None, image: str | Path | Image.Image | ByteStream | None = None
+        self, text: str | None = None, image: ImageContent | str | Path | Image.Image | ByteStream | None = None
     ) -> dict[str, Any]:
         """`run` in a worker thread."""
         loop = asyncio.get_running_loop()

@@ -1,13 +1,17 @@
 """`ReT2Retriever`: nearest-neighbour retrieval over any registered index backend.
 
+Like Haystack's retrievers it takes a `document_store` (`ReT2DocumentStore` over any backend); the
+`backend=` / `location=` form is a shortcut for `document_store=ReT2DocumentStore(backend=, location=)`.
 The backend is chosen by name through the plugin registry (`"faiss"`, `"elasticsearch"`, `"memory"`, or
-one a third-party plugin adds) and opened in `warm_up` with `Backend.open(location, **backend_options)`.
-Filters use Haystack syntax, combined with the init-time filters by `filter_policy`.
+one a third-party plugin adds) and opened in `warm_up`. Filters use Haystack syntax, combined with the
+init-time filters by `filter_policy`. With `query` text as well, backends that have BM25
+(Elasticsearch) run hybrid retrieval (kNN + BM25 fused by RRF; `score` is then the RRF score).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 from functools import partial
 from typing import Any
 
@@ -20,6 +24,7 @@ from haystack.document_stores.types.filter_policy import apply_filter_policy
 from ret2_plugin import plugins
 from ret2_plugin.filters import normalize_filters
 from ret2_plugin.index import SearchHit
+from ret2_plugin.integrations.haystack.document_store import ReT2DocumentStore, haystack_filter_errors
 from ret2_plugin.integrations.haystack.backend_options import (
     check_options,
     deserialize_options,
@@ -53,8 +58,9 @@ class ReT2Retriever:
     def __init__(
         self,
         *,
+        document_store: ReT2DocumentStore | None = None,
         backend: str = "faiss",
-        location: str,
+        location: str | None = None,
         backend_options: dict[str, Any] | None = None,
         filters: dict[str, Any] | None = None,
         top_k: int = 10,
@@ -62,6 +68,7 @@ class ReT2Retriever:
         score_threshold: float | None = None,
     ) -> None:
         """
+        :param document_store: The `ReT2DocumentStore` to search (or give backend / location instead).
         :param backend: Registered index backend name (see `ret2 plugins`).
         :param location: Where the index lives (a folder for FAISS, an index name for Elasticsearch, ...).
         :param backend_options: Extra keyword arguments for the backend's `open`; credentials must be
@@ -73,11 +80,17 @@ class ReT2Retriever:
         """
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if (document_store is None) == (location is None):
+            raise ValueError("ReT2Retriever needs either document_store= or backend= and location=")
+        if document_store is not None and not isinstance(document_store, ReT2DocumentStore):
+            raise TypeError(f"document_store must be a ReT2DocumentStore, got {type(document_store).__name__}")
+        self.document_store = document_store
         self.backend = backend
         self.location = location
         self.backend_options = check_options(backend_options)
         self.filters = filters or {}  # serialised as given
-        self._filters = normalize_filters(self.filters) or {}  # canonical: MERGE only combines canonical filters
+        with haystack_filter_errors():
+            self._filters = normalize_filters(self.filters) or {}  # canonical: MERGE only combines canonical filters
         self.top_k = top_k
         self.filter_policy = FilterPolicy.from_str(filter_policy) if isinstance(filter_policy, str) else filter_policy
         self.score_threshold = score_threshold
@@ -86,21 +99,28 @@ class ReT2Retriever:
     def warm_up(self) -> None:
         """Open the index once (later calls do nothing)."""
         if self._index is None:
+            if self.document_store is not None:
+                self._index = self.document_store.index
+                return
             backend_cls = plugins.get_index_backend(self.backend)
             self._index = backend_cls.open(self.location, **resolve_options(self.backend_options))
 
     def close(self) -> None:
         """Release the backend (it reopens on the next `run`)."""
         if self._index is not None:
-            self._index.close()
+            if self.document_store is None:  # a store's index is the store's to close
+                self._index.close()
             self._index = None
 
     def to_dict(self) -> dict[str, Any]:
+        if self.document_store is not None:
+            where: dict[str, Any] = {"document_store": self.document_store.to_dict()}
+        else:
+            where = {"backend": self.backend, "location": self.location,
+                     "backend_options": serialize_options(self.backend_options)}
         return default_to_dict(
             self,
-            backend=self.backend,
-            location=self.location,
-            backend_options=serialize_options(self.backend_options),
+            **where,
             filters=self.filters,
             top_k=self.top_k,
             filter_policy=self.filter_policy.value,
@@ -112,35 +132,55 @@ class ReT2Retriever:
         params = dict(data.get("init_parameters", {}))  # leave the caller's dict untouched
         data = {**data, "init_parameters": params}
         params["backend_options"] = deserialize_options(params.get("backend_options"))
+        if isinstance(params.get("document_store"), dict):
+            params["document_store"] = ReT2DocumentStore.from_dict(params["document_store"])
         if isinstance(params.get("filter_policy"), str):
             params["filter_policy"] = FilterPolicy.from_str(params["filter_policy"])
         return default_from_dict(cls, data)
 
     @component.output_types(documents=list[Document])
     def run(
-        self, query_embedding: list[float], filters: dict[str, Any] | None = None, top_k: int | None = None
+        self,
+        query_embedding: list[float],
+        filters: dict[str, Any] | None = None,
+        top_k: int | None = None,
+        query: str | None = None,
     ) -> dict[str, list[Document]]:
         """Retrieve the nearest Documents, best first, with `score` set.
 
         :param query_embedding: The query vector (e.g. from `ReT2QueryEmbedder`).
+        :param query: Query text for hybrid retrieval (kNN + BM25, RRF-fused) on backends with BM25.
         :param filters: Runtime filters, combined with the init filters by `filter_policy`.
         :param top_k: Overrides the init `top_k`.
         """
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
-        runtime = normalize_filters(filters)  # the shorthand {"source": "x"} becomes canonical before merging
+        with haystack_filter_errors():
+            runtime = normalize_filters(filters)  # the shorthand {"source": "x"} becomes canonical before merging
         self.warm_up()
-        query = np.asarray(query_embedding, dtype=np.float32)
+        vector = np.asarray(query_embedding, dtype=np.float32)
         combined = apply_filter_policy(self.filter_policy, self._filters, runtime) or None
-        hits = self._index.search(query, top_k=self.top_k if top_k is None else top_k, filters=combined)
+        extra: dict[str, Any] = {}
+        if query:
+            if "text" not in inspect.signature(self._index.search).parameters:
+                raise ValueError(f"the {type(self._index).__name__} index has no BM25: hybrid retrieval (query=) needs "
+                                 "a backend that supports it, e.g. elasticsearch")
+            extra["text"] = query
+        with haystack_filter_errors():
+            hits = self._index.search(vector, top_k=self.top_k if top_k is None else top_k, filters=combined, **extra)
         if self.score_threshold is not None:
             hits = [hit for hit in hits if hit.score >= self.score_threshold]
         return {"documents": [hit_to_document(hit) for hit in hits]}
 
     @component.output_types(documents=list[Document])
     async def run_async(
-        self, query_embedding: list[float], filters: dict[str, Any] | None = None, top_k: int | None = None
+        self,
+        query_embedding: list[float],
+        filters: dict[str, Any] | None = None,
+        top_k: int | None = None,
+        query: str | None = None,
     ) -> dict[str, list[Document]]:
         """`run` in a worker thread (backends are synchronous)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, partial(self.run, query_embedding=query_embedding, filters=filters, top_k=top_k))
+        return await loop.run_in_executor(
+            None, partial(self.run, query_embedding=query_embedding, filters=filters, top_k=top_k, query=query))

@@ -20,6 +20,8 @@ from haystack.dataclasses import Document
 
 from ret2_plugin import plugins
 from ret2_plugin.index import IndexRecord
+from ret2_plugin.integrations.haystack.document_store import ReT2DocumentStore
+from ret2_plugin.integrations.haystack.document_store import document_to_record as store_record
 from ret2_plugin.integrations.haystack.backend_options import (
     check_options,
     deserialize_options,
@@ -54,17 +56,24 @@ class ReT2DocumentWriter:
     def __init__(
         self,
         *,
+        document_store: ReT2DocumentStore | None = None,
         backend: str = "faiss",
-        location: str,
+        location: str | None = None,
         backend_options: dict[str, Any] | None = None,
         similarity: str = "cosine",
     ) -> None:
         """
+        :param document_store: The `ReT2DocumentStore` to write into (or give backend / location instead).
         :param backend: Registered index backend name (see `ret2 plugins`).
         :param location: Where the index lives.
         :param backend_options: Extra keyword arguments for the backend's `open` (credentials as `Secret`).
         :param similarity: Similarity recorded when the index is created.
         """
+        if (document_store is None) == (location is None):
+            raise ValueError("ReT2DocumentWriter needs either document_store= or backend= and location=")
+        if document_store is not None and not isinstance(document_store, ReT2DocumentStore):
+            raise TypeError(f"document_store must be a ReT2DocumentStore, got {type(document_store).__name__}")
+        self.document_store = document_store
         self.backend = backend
         self.location = location
         self.backend_options = check_options(backend_options)
@@ -72,6 +81,8 @@ class ReT2DocumentWriter:
         self._index: Any = None
 
     def _open(self, dim: int) -> Any:
+        if self.document_store is not None:
+            return self.document_store._open(dim)
         if self._index is None:
             backend_cls = plugins.get_index_backend(self.backend)
             self._index = backend_cls.open(
@@ -86,6 +97,8 @@ class ReT2DocumentWriter:
             self._index = None
 
     def to_dict(self) -> dict[str, Any]:
+        if self.document_store is not None:
+            return default_to_dict(self, document_store=self.document_store.to_dict())
         return default_to_dict(
             self,
             backend=self.backend,
@@ -99,7 +112,14 @@ class ReT2DocumentWriter:
         params = dict(data.get("init_parameters", {}))  # leave the caller's dict untouched
         data = {**data, "init_parameters": params}
         params["backend_options"] = deserialize_options(params.get("backend_options"))
+        if isinstance(params.get("document_store"), dict):
+            params["document_store"] = ReT2DocumentStore.from_dict(params["document_store"])
         return default_from_dict(cls, data)
+
+    def _record(self, doc: Document) -> IndexRecord:
+        if self.document_store is not None:  # the store's own mapping, so its filter_documents reads it back
+            return store_record(doc, self.document_store.similarity)
+        return document_to_record(doc)
 
     @component.output_types(documents_written=int, failed_documents=list[Document])
     def run(self, documents: list[Document]) -> dict[str, Any]:
@@ -112,7 +132,7 @@ class ReT2DocumentWriter:
             if doc.embedding is None:
                 failed.append((doc, "document has no embedding (run an embedder first)"))
                 continue
-            records.append(document_to_record(doc))
+            records.append(self._record(doc))
             by_id[doc.id] = doc
         written = 0
         if records:

@@ -7,8 +7,9 @@
 """
 
 from ret2_plugin.encoder.inputs import to_item, to_items
-from ret2_plugin.encoder.loader import load_encoder
+from ret2_plugin.encoder.loader import load_encoder, write_sentence_transformers_folder
 from ret2_plugin.encoder.st_module import ReT2Encoder
 from ret2_plugin.encoder.streaming import EncodedBatch, iter_embeddings
 
-__all__ = ["EncodedBatch", "ReT2Encoder", "iter_embeddings", "load_encoder", "to_item", "to_items"]
+__all__ = ["EncodedBatch", "ReT2Encoder", "iter_embeddings", "load_encoder", "to_item", "to_items",
+           "write_sentence_transformers_folder"]

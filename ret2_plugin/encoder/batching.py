@@ -13,16 +13,15 @@ import weakref
 from collections.abc import Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from PIL import Image
 
-from ret2_plugin.items import Item
+from ret2_plugin.items import Item, Side
 from ret2_plugin.processing import ImageLoadError, ReT2Processor
 from ret2_plugin.processing.images import load_image
 
-Side = Literal["query", "document"]
 
 
 def default_workers() -> int:

@@ -15,14 +15,13 @@ import binascii
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from ret2_plugin.items import Item
+from ret2_plugin.items import Item, Side
 
-Side = Literal["query", "document"]
 
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tiff", ".tif", ".webp")
 _JOINT_KEYS = {"text", "image", "instruction", "id"}

@@ -14,11 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ret2_plugin.encoder.st_module import ReT2Encoder
+from ret2_plugin.precision import apply as apply_precision
+from ret2_plugin.precision import canonical as canonical_precision
 
-PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _OUR_MODULE = f"{ReT2Encoder.__module__}.{ReT2Encoder.__name__}"
 # sentence-transformers modules allowed after ours. Only these: others (Transformer, Router, ...) forward
 # trust_remote_code to Hugging Face loaders, which would run `auto_map` code shipped in the folder.
@@ -50,6 +49,17 @@ def _foreign_modules(folder: Path) -> list[str]:
     return head + [t for t in types[1:] if t not in SAFE_ST_MODULES]
 
 
+def _with_normalize(model: Any) -> Any:
+    """Single-vector ReT models return L2-normalised vectors, as the official `get_ret_features`
+    does: a sentence-transformers `Normalize` module follows ours (added when a folder has nothing
+    after our module; folders we save then carry it in `modules.json`)."""
+    from sentence_transformers.base.modules import Normalize
+
+    if len(model) == 1 and isinstance(model[0], ReT2Encoder) and not model[0].multi_vector:
+        model.append(Normalize())
+    return model
+
+
 def _multi_vector_of(folder: Path) -> bool:
     from ret2_plugin.modeling import CONFIG_NAME, ReT2Config
 
@@ -62,22 +72,22 @@ def _multi_vector_of(folder: Path) -> bool:
 def load_encoder(
     path_or_id: str | Path,
     device: str | None = None,
-    precision: str = "float32",
+    precision: str = "fp32",
     *,
     image_workers: int | None = None,
     image_root: str | None = None,
     **kwargs: Any,
 ) -> Any:
-    """Load a ReT model as a `SentenceTransformer` (single vector) or `MultiVectorEncoder` (ReT v1).
+    """Load a ReT model as a `SentenceTransformer` (single vector, L2-normalised like the official
+    code) or `MultiVectorEncoder` (ReT v1, each token vector L2-normalised).
 
-    `precision` is the weights' dtype ("float32", "float16", "bfloat16"; half precisions are meant for
-    CUDA). `image_workers` threads decode and preprocess images (default: one per core, at most 8);
+    `precision` (`ret2_plugin.precision`): "fp32", "fp16", "bf16" (the weights' dtype; half precisions
+    are meant for CUDA; aliases float32 / float16 / bfloat16) or "int8" (CPU dynamic quantisation). `image_workers` threads decode and preprocess images (default: one per core, at most 8);
     `image_root` confines relative image paths to a folder. Other keyword arguments (`prompts`,
     `default_prompt_name`, `similarity_fn_name`, ...) go to the sentence-transformers constructor.
     Plain `encode` uses the document side; use `encode_query` / `encode_document` for retrieval.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    precision = canonical_precision(precision)
     from ret2_plugin.modeling.official import resolve_checkpoint_dir
 
     folder = Path(path_or_id)
@@ -93,7 +103,7 @@ def load_encoder(
                 "(trust_remote_code=True if you trust it)"
             )
         kwargs.setdefault("trust_remote_code", True)  # only our module, Dense and Normalize are imported
-        model = _st_class(_multi_vector_of(folder))(str(folder), device=device, **kwargs)
+        model = _with_normalize(_st_class(_multi_vector_of(folder))(str(folder), device=device, **kwargs))
         encoder = model[0]
         if isinstance(encoder, ReT2Encoder):
             if image_workers is not None:
@@ -102,7 +112,21 @@ def load_encoder(
                 encoder.image_root = image_root
     else:
         encoder = ReT2Encoder.from_model_dir(folder, **module_options)
-        model = _st_class(encoder.multi_vector)(modules=[encoder], device=device, **kwargs)
-    if precision != "float32":
-        model.to(PRECISIONS[precision])
+        model = _with_normalize(_st_class(encoder.multi_vector)(modules=[encoder], device=device, **kwargs))
+    if precision != "fp32":
+        apply_precision(model, precision, device=model.device)
     return model
+
+
+def write_sentence_transformers_folder(folder: str | Path) -> Path:
+    """Complete a plain model folder (`ret2_config.json` + weights + tokenizer / image-processor files,
+    as `ReT2Model.save_pretrained` + `ReT2Processor.save_pretrained` write it) in place into a
+    sentence-transformers folder (`modules.json`, module config, `Normalize` for single-vector models,
+    model card), so that `SentenceTransformer(folder, trust_remote_code=True)` loads it; the weights
+    are unchanged. Sentence-transformers writes some files in place: call it on a temporary folder that
+    is then renamed into place (as the trainer's export and the model store do)."""
+    folder = Path(folder)
+    model = load_encoder(folder, device="cpu")
+    model.save(str(folder))
+    return folder
+

@@ -12,6 +12,7 @@ from typing import Any
 
 from ret2_plugin.atomic import atomic_write_json
 from ret2_plugin.modeling import ReT2Config
+from ret2_plugin.modeling.configuration import is_local_path
 
 CARD_JSON = "ret2_model_card.json"
 
@@ -24,13 +25,18 @@ def _backbone(config: dict[str, Any], name: str | None) -> str:
     return f"{kind} ({layers} layers, width {width}; from {origin})"
 
 
+def _portable(name: str | None) -> str | None:
+    """Hub ids as they are; local folders by their last component only (no machine paths in cards)."""
+    return Path(name).name if is_local_path(name) else name
+
+
 def card_facts(config: ReT2Config, *, training_data: list[str] | None = None) -> dict[str, Any]:
     """What a reader needs to know to use the embeddings correctly."""
     multi = bool(config.multi_vector)
     return {
         "model_family": config.model_family,
-        "text_backbone": _backbone(config.text_config, config.text_model_name_or_path),
-        "vision_backbone": _backbone(config.vision_config, config.vision_model_name_or_path),
+        "text_backbone": _backbone(config.text_config, _portable(config.text_model_name_or_path)),
+        "vision_backbone": _backbone(config.vision_config, _portable(config.vision_model_name_or_path)),
         "text_layers": list(config.text_layers),
         "vision_layers": list(config.vision_layers),
         "output_mode": (

@@ -13,50 +13,36 @@ the overlap.
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 from sentence_transformers import MultiVectorEncoder, SentenceTransformer
 
-_END = object()
+from ret2_plugin.workers import Prefetcher
 
 
 class BatchPrefetcher:
-    """Prepares `batches` in order on a background thread, at most `depth` ahead of the consumer."""
+    """Prepares `batches` in order on a background thread (`ret2_plugin.workers.Prefetcher`), at most
+    `depth` ahead of the consumer."""
 
     def __init__(
         self, module: Any, batches: list[list[Any]], *, prompt: str | None, task: str | None, depth: int = 2
     ) -> None:
         self.module = module
         self.batches = batches
-        self._ready: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
         self._prompt, self._task = prompt, task
-        self._thread = threading.Thread(target=self._run, name="ret2-encode-prefetch", daemon=True)
-        self._thread.start()
+        self._worker = Prefetcher(self._prepared(), depth=depth, name="ret2-encode-prefetch")
+        self._ready = iter(self._worker)
 
-    def _put(self, value: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._ready.put(value, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
+    def _prepared(self) -> Iterator[tuple[tuple[Any, ...], Any]]:
         for batch in self.batches:
             key = self._key(batch, self._prompt, self._task)
             try:
                 value: Any = self.module.prepare(batch, prompt=self._prompt, task=self._task)
             except Exception as exc:  # raised to the consumer when it reaches this batch
                 value = exc
-            if not self._put((key, value)):
-                return
-        self._put(_END)
+            yield key, value
 
     @staticmethod
     def _key(batch: Sequence[Any], prompt: str | None, task: str | None) -> tuple[Any, ...]:
@@ -67,26 +53,22 @@ class BatchPrefetcher:
     ) -> dict[str, Any] | None:
         """The prepared features for `batch` (with this prompt and task), or None (then the caller
         prepares it) on any mismatch."""
-        if self._stop.is_set():
+        if self._worker.closed:
             return None
-        while True:
-            try:
-                got = self._ready.get(timeout=0.5)
-                break
-            except queue.Empty:
-                if not self._thread.is_alive() and self._ready.empty():  # producer gone: prepare inline
-                    self.close()
-                    return None
-        if got is _END or got[0] != self._key(batch, prompt, task):
+        try:
+            key, value = next(self._ready)
+        except (StopIteration, RuntimeError):  # exhausted, or the producer is gone: prepare inline
             self.close()
             return None
-        if isinstance(got[1], Exception):
-            raise got[1]
-        return got[1]
+        if key != self._key(batch, prompt, task):
+            self.close()
+            return None
+        if isinstance(value, Exception):
+            raise value
+        return value
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        self._worker.close()
 
 
 class PrefetchMixin:

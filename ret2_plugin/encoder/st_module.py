@@ -6,8 +6,9 @@ the root (`ret2_config.json` + `model.safetensors` + tokenizer / image-processor
 `ret2_st_module.json`). Reload with `SentenceTransformer(dir, trust_remote_code=True)` (or
 `MultiVectorEncoder` for ReT v1) or `ret2_plugin.load_encoder(dir)`.
 
-Outputs: single-vector models write `sentence_embedding` [N, D] (un-normalised: sentence-transformers
-normalises when asked); multi-vector models write `token_embeddings` [N, K, D], each token
+Outputs: single-vector models write `sentence_embedding` [N, D] (un-normalised here; `load_encoder`
+puts sentence-transformers' `Normalize` after this module, so models return the official L2-normalised
+vectors, and saved folders list it in `modules.json`); multi-vector models write `token_embeddings` [N, K, D], each token
 L2-normalised as the official code does, and an all-ones `attention_mask` [N, K].
 `task="query"` uses the query fusion side, anything else (`"document"`, or none: plain `encode`)
 the document side.
@@ -224,12 +225,7 @@ class ReT2Encoder(InputModule):
         folder = official.resolve_checkpoint_dir(path)
         model = ReT2Model.from_pretrained(folder)
         config = model.config
-        processor = ReT2Processor.from_pretrained(
-            folder,
-            text_model_name_or_path=config.text_model_name_or_path,
-            vision_model_name_or_path=config.vision_model_name_or_path,
-            max_length=config.max_text_length,
-        )
+        processor = ReT2Processor.for_model(folder, config)
         return cls(model, processor, **module_kwargs)
 
     @classmethod

@@ -15,8 +15,6 @@ sentence-transformers module stack (e.g. Dense / Normalize after ours) and its `
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -29,6 +27,7 @@ from ret2_plugin.encoder.inputs import to_item, with_prompt
 from ret2_plugin.encoder.st_module import ReT2Encoder
 from ret2_plugin.items import Item
 from ret2_plugin.processing import ImageLoadError
+from ret2_plugin.workers import Prefetcher
 
 
 class EncodedBatch(NamedTuple):
@@ -41,7 +40,6 @@ class EncodedBatch(NamedTuple):
     errors: list[tuple[Item, str]]
 
 
-_DONE = object()
 # the prompt names encode_query / encode_document look up in the model's `prompts`, in order
 _PROMPT_NAMES = {"query": ("query",), "document": ("document", "passage", "corpus")}
 
@@ -53,6 +51,34 @@ def _module_of(encoder: Any) -> ReT2Encoder:
     if isinstance(first, ReT2Encoder):
         return first
     raise TypeError(f"expected a model from load_encoder or a ReT2Encoder module, got {type(encoder).__name__}")
+
+
+def _has_ret2_module(encoder: Any) -> bool:
+    try:
+        _module_of(encoder)
+    except TypeError:
+        return False
+    return True
+
+
+def _iter_generic(
+    encoder: Any, items: Iterable[Any], side: Side, batch_size: int, normalize: bool, root: Any
+) -> Iterator[EncodedBatch]:
+    from ret2_plugin.encoder.generic import generic_batches
+    from ret2_plugin.encoder.shape import embedding_dim, is_multi_vector
+
+    if not all(callable(getattr(encoder, name, None)) for name in ("encode_query", "encode_document")):
+        raise TypeError(
+            "expected a model from load_encoder, its ReT2Encoder module, or a sentence-transformers compatible "
+            f"encoder (encode_query / encode_document), got {type(encoder).__name__}"
+        )
+    multi = is_multi_vector(encoder)
+    for good, vectors, errors in generic_batches(
+        encoder, _batches(items, batch_size, root), side, normalize=normalize, multi_vector=multi, root=root
+    ):
+        if vectors is None:
+            vectors = np.zeros((0, embedding_dim(encoder)), dtype=np.float32)
+        yield EncodedBatch(good, vectors, errors)
 
 
 def _side_prompt(encoder: Any, side: Side) -> str | None:
@@ -136,6 +162,9 @@ def iter_embeddings(
         raise ValueError(f"side must be 'query' or 'document', got {side!r}")
     if batch_size <= 0 or prefetch <= 0:
         raise ValueError("batch_size and prefetch must be positive")
+    if not _has_ret2_module(encoder):  # a plugin's encoder: its own encode_query / encode_document
+        yield from _iter_generic(encoder, items, side, batch_size, normalize, image_root)
+        return
     module = _module_of(encoder)
     stack = None if encoder is module else encoder  # the sentence-transformers model, all modules
     prompt = _side_prompt(stack, side)
@@ -143,45 +172,15 @@ def iter_embeddings(
     (stack or module).eval()
     pool = LazyPool(module.image_workers if num_workers is None else num_workers)
     root = module.image_root if image_root is None else image_root
-    ready: queue.Queue[Any] = queue.Queue(maxsize=prefetch)
-    stop = threading.Event()
-
-    def put(value: Any) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(value, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for batch in _batches(items, batch_size, root):
-                if not put(_prepare(module, batch, side, pool, root, prompt)):
-                    return
-        except BaseException as exc:  # handed to the consumer, raised there
-            put(exc)
-            return
-        put(_DONE)
-
-    worker = threading.Thread(target=produce, name="ret2-prefetch", daemon=True)
-    worker.start()
+    prepared = Prefetcher(
+        (_prepare(module, batch, side, pool, root, prompt) for batch in _batches(items, batch_size, root)),
+        depth=prefetch,
+        name="ret2-prefetch",
+    )
     width = (stack or module).get_embedding_dimension()
     dim = (module.model.config.num_queries, width) if module.multi_vector else (width,)
     try:
-        while True:
-            try:
-                got = ready.get(timeout=0.5)
-            except queue.Empty:
-                if not worker.is_alive() and ready.empty():
-                    raise RuntimeError("the iter_embeddings reader thread stopped without a result") from None
-                continue
-            if got is _DONE:
-                return
-            if isinstance(got, BaseException):
-                raise got
-            good, features, errors = got
+        for good, features, errors in prepared:
             if features is None:
                 yield EncodedBatch([], np.zeros((0, *dim), dtype=np.float32), errors)
                 continue
@@ -195,6 +194,5 @@ def iter_embeddings(
                     emb = F.normalize(emb, p=2, dim=-1)
             yield EncodedBatch(good, emb.float().cpu().numpy(), errors)
     finally:
-        stop.set()
-        worker.join(timeout=5)
+        prepared.close()
         pool.shutdown()

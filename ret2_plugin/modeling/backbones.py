@@ -27,7 +27,10 @@ def config_from_dict(data: dict[str, Any]) -> PretrainedConfig:
         raise ValueError("backbone config needs a 'model_type'")
     for key in ("transformers_version", "architectures", "_name_or_path"):
         data.pop(key, None)
-    return AutoConfig.for_model(model_type, **data)
+    from ret2_plugin.modeling.quiet import unused_special_token_ids_quiet
+
+    with unused_special_token_ids_quiet():  # ReT never uses a tower's special token ids
+        return AutoConfig.for_model(model_type, **data)
 
 
 def build_backbone(config: dict[str, Any]) -> PreTrainedModel:

@@ -33,6 +33,16 @@ def three_taps(num_layers: int) -> list[int]:
     return sorted({0, (num_layers - 1) // 2, num_layers - 1}) if num_layers >= 3 else list(range(num_layers))
 
 
+def is_local_path(name: str | None) -> bool:
+    """True for a name that points into this machine's file system (not a hub id)."""
+    if not name:
+        return False
+    from pathlib import Path
+
+    path = Path(name).expanduser()
+    return path.is_absolute() or name.startswith((".", "~")) or path.exists()
+
+
 def num_layers_of(backbone_config: dict[str, Any]) -> int:
     for key in ("num_hidden_layers", "n_layer", "num_layers"):
         if key in backbone_config:
@@ -117,6 +127,19 @@ class ReT2Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def portable_dict(self) -> dict[str, Any]:
+        """`to_dict` without local filesystem paths: what a saved model's files may name. A backbone
+        given as a local folder (absolute, `~`/`.`-relative or existing path) is recorded as unknown
+        (None / ""), hub ids stay; a saved folder carries its own tokenizer / image-processor files."""
+        data = self.to_dict()
+        for key in ("text_model_name_or_path", "vision_model_name_or_path"):
+            if is_local_path(data[key]):
+                data[key] = None
+        for key in ("text_config", "vision_config"):
+            if is_local_path(data[key].get("_name_or_path")):
+                data[key] = {**data[key], "_name_or_path": ""}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReT2Config:

@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ret2_plugin.atomic import atomic_path, atomic_write_json
+from ret2_plugin.items import Side
 from ret2_plugin.modeling.backbones import (
     backbone_config_dict,
     build_backbone,
@@ -24,7 +25,6 @@ from ret2_plugin.modeling.fusion import ReTFusion
 
 CONFIG_NAME = "ret2_config.json"
 WEIGHTS_NAME = "model.safetensors"
-Side = Literal["query", "document"]
 
 
 class ReT2Model(nn.Module):
@@ -83,7 +83,7 @@ class ReT2Model(nn.Module):
             model.load_weights(load_file(str(folder / WEIGHTS_NAME), device=str(map_location)))
             return model.eval()
         if is_official_checkpoint(folder):
-            return load_official(folder, map_location=map_location).eval()
+            return load_official(folder, cls, map_location=map_location).eval()
         raise FileNotFoundError(
             f"{folder} is not a ret2-plugin model ({CONFIG_NAME}) nor an official ReT checkpoint (config.json with model_type 'retriever')"
         )
@@ -111,7 +111,7 @@ class ReT2Model(nn.Module):
         state = {k: v.detach().contiguous().cpu() for k, v in self.own_state_dict().items()}
         with atomic_path(folder / WEIGHTS_NAME) as tmp:
             save_file(state, str(tmp), metadata={"format": "pt", "library": "ret2-plugin"})
-        atomic_write_json(folder / CONFIG_NAME, self.config.to_dict())
+        atomic_write_json(folder / CONFIG_NAME, self.config.portable_dict())  # no local paths
 
     # ---- training helpers ------------------------------------------------------------------------
     def apply_freezing(self) -> None:

@@ -7,20 +7,20 @@ processor with `image_mask = 0`. Tokenizer called with padding + truncation (CLI
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from PIL import Image
 from transformers import AutoImageProcessor, AutoTokenizer
 
-from ret2_plugin.items import Item
+from ret2_plugin.items import Item, Side
 from ret2_plugin.processing.fast_pixels import fast_pixel_values
 from ret2_plugin.processing.images import load_image
 
 PLACEHOLDER_SIZE = (336, 336)
-Side = Literal["query", "document"]
 
 
 def _has_tokenizer_files(folder: Path) -> bool:
@@ -40,21 +40,50 @@ class ReT2Processor:
         cls,
         path: str | Path,
         *,
+        text_config: dict[str, Any] | None = None,
         text_model_name_or_path: str | None = None,
         vision_model_name_or_path: str | None = None,
         max_length: int | None = None,
     ) -> ReT2Processor:
-        """Files saved in `path` win; otherwise they come from the backbones' names / paths."""
+        """Files saved in `path` win; otherwise they come from the backbones' names / paths.
+
+        `text_config` (the text tower's config dict) is handed to the tokenizer loader for files in
+        `path`: the folder's own `config.json`, if any, describes the whole ReT model (an official
+        checkpoint's `model_type: "retriever"`), not the text tower."""
         folder = Path(path)
+        if text_config is None and text_model_name_or_path is None and vision_model_name_or_path is None:
+            from ret2_plugin.modeling.official import config_from_official, is_official_checkpoint
+
+            if is_official_checkpoint(folder):  # the backbones it names, as the official code reads them
+                official = config_from_official(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+                return cls.for_model(folder, official)
         text_source = str(folder) if _has_tokenizer_files(folder) else text_model_name_or_path
         vision_source = str(folder) if (folder / "preprocessor_config.json").is_file() else vision_model_name_or_path
         if not text_source or not vision_source:
             raise FileNotFoundError(
                 f"no tokenizer / image processor files in {folder} and no backbone name to load them from"
             )
-        tokenizer = AutoTokenizer.from_pretrained(text_source)
+        tokenizer_kwargs: dict[str, Any] = {}
+        if text_config and text_source == str(folder):
+            from ret2_plugin.modeling.backbones import config_from_dict
+
+            tokenizer_kwargs["config"] = config_from_dict(text_config)
+        tokenizer = AutoTokenizer.from_pretrained(text_source, **tokenizer_kwargs)
         image_processor = AutoImageProcessor.from_pretrained(vision_source)
         return cls(tokenizer, image_processor, max_length=max_length)
+
+    @classmethod
+    def for_model(cls, path: str | Path, config: Any) -> ReT2Processor:
+        """The processor of the model saved in `path` (ours or an official checkpoint) whose
+        `ReT2Config` is `config`: files in `path` first, else the backbones' names (as the official
+        `init_tokenizer_and_image_processor` does)."""
+        return cls.from_pretrained(
+            path,
+            text_config=config.text_config,
+            text_model_name_or_path=config.text_model_name_or_path,
+            vision_model_name_or_path=config.vision_model_name_or_path,
+            max_length=config.max_text_length,
+        )
 
     def save_pretrained(self, path: str | Path) -> None:
         folder = Path(path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ret2_plugin.cli import main
+from ret2_plugin.app.cli import main
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +36,26 @@ def test_cli_indexes_and_searches_elasticsearch(es_node, tiny_model_dir: Path, i
     assert hits[0]["id"] == "sea" and hits[0]["meta"] == {"kind": "scene"}
     assert main(["search", "--text", "deep blue ocean water", "--filter", "kind=animal", *args]) == 0
     assert [h["id"] for h in json.loads(capsys.readouterr().out)["results"]] == ["fox"]
+
+    # --hybrid: BM25 on the text fused with kNN by RRF (scores are RRF scores: at most 2 / 61)
+    assert main(["search", "--text", "quick brown fox", "--hybrid", "-k", "3", *args]) == 0
+    fused = json.loads(capsys.readouterr().out)["results"]
+    assert fused[0]["id"] == "fox" and 0 < fused[0]["score"] <= 2 / 61
+    assert main(["search", "--text", "quick brown fox", "--hybrid", "--filter", "kind=scene", *args]) == 0
+    assert [h["id"] for h in json.loads(capsys.readouterr().out)["results"]] == ["sea"]
+    assert main(["search", "--image", str(image_dir / "red.png"), "--hybrid", *args]) == 2
+    assert "needs query text" in capsys.readouterr().err
+
+    # what `ret2 index` wrote reads in elasticsearch-haystack: the corpus ids, the text as content, meta
+    from haystack_integrations.document_stores.elasticsearch import ElasticsearchDocumentStore
+
+    store = ElasticsearchDocumentStore(hosts=es_node.url, index=name, basic_auth=es_node.basic_auth, api_key=None,
+                                       api_key_id=None)
+    store._client = es_node.client()  # the node lacks `GET /`
+    docs = {d.id: d for d in store.filter_documents({"field": "meta.kind", "operator": "in", "value": ["shape", "scene"]})}
+    assert sorted(docs) == ["red", "sea"]
+    assert docs["sea"].content == "deep blue ocean water"
+    assert docs["red"].meta["file_path"] == str(image_dir / "red.png")
 
     monkeypatch.setenv("ELASTICSEARCH_PASSWORD", "wrong-password")
     assert main(["search", "--text", "x", *args]) != 0

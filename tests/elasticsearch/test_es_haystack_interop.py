@@ -44,3 +44,90 @@ def test_haystack_document_store_index_is_searchable(es_node, es_options, index_
     with pytest.raises(IndexMismatchError, match="not created by ret2"):
         backend.add([IndexRecord("x", vectors[0])])
     assert store.count_documents() == 12
+
+
+def _haystack_store(es_node, index_name):
+    from haystack_integrations.document_stores.elasticsearch import ElasticsearchDocumentStore
+
+    store = ElasticsearchDocumentStore(hosts=es_node.url, index=index_name, basic_auth=es_node.basic_auth,
+                                       api_key=None, api_key_id=None)
+    store._client = es_node.client()  # the node lacks `GET /`, which the store calls first (see above)
+    return store
+
+
+def test_index_ret2_writes_is_read_by_elasticsearch_haystack(es_node, es_options, index_name):
+    """Same ids, `content` = the item text, `meta.*` filters, the image in meta["file_path"], and
+    ElasticsearchEmbeddingRetriever ranking exactly as ret2 search (exact index: same order; scores on
+    ES's (1 + cos) / 2 scale there, the cosine itself in ret2)."""
+    from haystack_integrations.components.retrievers.elasticsearch import ElasticsearchEmbeddingRetriever
+
+    vectors = unit_vectors(20, 16, seed=6)
+    backend = ElasticsearchBackend.open(index_name, dim=16, index_type="flat", **es_options)
+    records = [IndexRecord(f"item-{i}", v, text=f"caption {i}", image=f"img/{i}.png" if i % 2 else None,
+                           meta={"source": "stamps" if i < 10 else "coins", "year": 1900 + i}, content_hash=f"h{i}")
+               for i, v in enumerate(vectors)]
+    assert backend.add(records).written == 20
+    backend.persist()
+    store = _haystack_store(es_node, index_name)
+    docs = {d.id: d for d in store.filter_documents()}
+    assert sorted(docs) == sorted(r.id for r in records)
+    assert docs["item-3"].content == "caption 3" and docs["item-3"].meta["file_path"] == "img/3.png"
+    assert docs["item-3"].meta["source"] == "stamps" and docs["item-3"].meta["year"] == 1903
+    np.testing.assert_allclose(docs["item-3"].embedding, vectors[3], atol=1e-7)
+    coins_late = {"operator": "AND", "conditions": [{"field": "meta.source", "operator": "==", "value": "coins"},
+                                                    {"field": "meta.year", "operator": ">=", "value": 1915}]}
+    assert sorted(d.id for d in store.filter_documents(coins_late)) == [f"item-{i}" for i in range(15, 20)]
+    retriever = ElasticsearchEmbeddingRetriever(document_store=store, top_k=5)
+    for q in (vectors[0], vectors[7] + 0.3 * vectors[8]):
+        theirs = retriever.run(query_embedding=q.tolist())["documents"]
+        ours = backend.search(q, top_k=5)
+        assert [d.id for d in theirs] == [h.id for h in ours]
+        np.testing.assert_allclose([2 * d.score - 1 for d in theirs], [h.score for h in ours], atol=1e-5)
+        filtered = retriever.run(query_embedding=q.tolist(), filters=coins_late)["documents"]
+        assert [d.id for d in filtered] == [h.id for h in backend.search(q, top_k=5, filters=coins_late)]
+
+
+def test_ret2_search_on_a_haystack_index_finds_the_true_neighbours(es_node, es_options, index_name):
+    """Haystack writes vectors as they come (not unit length) into an ES `cosine` field: ret2 ranks them
+    by the true cosine, with the cosine as score, and filters on Haystack's top-level meta."""
+    from haystack import Document
+
+    rng = np.random.default_rng(9)
+    vectors = rng.normal(size=(40, 24)).astype(np.float32) * rng.uniform(0.1, 10, size=(40, 1)).astype(np.float32)
+    store = _haystack_store(es_node, index_name)
+    mappings = {**store._default_mappings}
+    mappings["properties"] = {**mappings["properties"], "embedding": {**mappings["properties"]["embedding"],
+                                                                      "index_options": {"type": "flat"}}}
+    store._client.indices.create(index=index_name, mappings=mappings)
+    store.write_documents([Document(id=f"h{i}", content=f"note {i}", embedding=v.tolist(), meta={"k": i % 3})
+                           for i, v in enumerate(vectors)])
+    backend = ElasticsearchBackend.open(index_name, **es_options)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    for q in rng.normal(size=(5, 24)).astype(np.float32):
+        cos = unit @ (q / np.linalg.norm(q))
+        hits = backend.search(q, top_k=6)
+        assert [h.id for h in hits] == [f"h{i}" for i in np.argsort(-cos)[:6]]
+        np.testing.assert_allclose([h.score for h in hits], np.sort(cos)[::-1][:6], atol=1e-5)
+        pool = [i for i in range(40) if i % 3 == 1]
+        hits = backend.search(q, top_k=4, filters={"field": "meta.k", "operator": "==", "value": 1})
+        assert [h.id for h in hits] == [f"h{pool[j]}" for j in np.argsort(-cos[pool])[:4]]
+
+
+def test_documents_written_through_the_ret2_store_read_back_in_haystack(es_node, es_client, index_name):
+    """Blob, documents without embedding, and the embedding exactly as written survive the trip from
+    ReT2DocumentStore to elasticsearch-haystack's store."""
+    from haystack import Document
+    from haystack.dataclasses import ByteStream
+
+    from haystack_integrations.document_stores.ret2 import ReT2DocumentStore
+
+    ours = ReT2DocumentStore(backend="elasticsearch", location=index_name, backend_options={"client": es_client})
+    docs = [Document(id="img", blob=ByteStream(b"\x89PNG...", mime_type="image/png"), meta={"file_path": "a.png"},
+                     embedding=[0.1, 0.2, 0.30000000000000004, 4.0]),
+            Document(id="txt", content="no embedding", meta={"lang": "en"})]
+    assert ours.write_documents(docs) == 2
+    theirs = {d.id: d for d in _haystack_store(es_node, index_name).filter_documents()}
+    for doc in docs:
+        assert theirs[doc.id].to_dict() == {**doc.to_dict(), "score": theirs[doc.id].score}
+    assert sorted(d.id for d in ours.filter_documents()) == ["img", "txt"]
+    assert ours.filter_documents({"field": "meta.lang", "operator": "==", "value": "en"}) == [docs[1]]

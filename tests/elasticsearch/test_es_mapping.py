@@ -20,20 +20,23 @@ def test_mapping_from_dims_and_options(es_client, es_options, index_name):
     vector = mapping["properties"]["embedding"]
     assert vector["type"] == "dense_vector"
     assert vector["dims"] == 48
-    assert vector["similarity"] == "dot_product"  # cosine on unit vectors, normalised client-side
+    assert vector["similarity"] == "cosine"  # Haystack's default: both rank alike, vectors stored as written
     assert vector["index_options"]["type"] == "hnsw"
     assert vector["index_options"]["m"] == 8
     assert vector["index_options"]["ef_construction"] == 64
-    assert mapping["properties"]["text"]["type"] == "text"
+    # layout v2 = elasticsearch-haystack's document: content, file_path (image), meta keys at the top level
+    assert mapping["properties"]["content"]["type"] == "text"
     assert mapping["properties"]["content_hash"]["type"] == "keyword"
-    assert mapping["properties"]["image"]["index"] is False
+    assert mapping["properties"]["file_path"]["type"] == "keyword"
+    assert mapping["properties"]["blob"]["enabled"] is False
+    assert mapping["_meta"]["ret2"]["version"] == 2
     assert "tokens" not in mapping["properties"]
     assert mapping["_meta"]["ret2"]["info"] == {"model": "tiny-ret2"}
     assert backend.info == {"model": "tiny-ret2"}
     # meta strings become keyword (exact filters), numbers double whatever the first value looked like
     backend.add([IndexRecord("a", unit_vectors(1, 48)[0], meta={"source": "stamps", "year": 1990, "when": "2024-01-01"})],
                 refresh=True)
-    meta = es_client.indices.get_mapping(index=index_name)[index_name]["mappings"]["properties"]["meta"]["properties"]
+    meta = es_client.indices.get_mapping(index=index_name)[index_name]["mappings"]["properties"]
     assert meta["source"]["type"] == "keyword"
     assert meta["year"]["type"] == "double"
     assert meta["when"]["type"] == "keyword"  # no date detection
@@ -128,3 +131,31 @@ def test_unmanaged_vector_index_is_read_only(es_client, es_options, index_name):
     with pytest.raises(IndexMismatchError, match="not created by ret2"):
         backend.delete(["h1"])
     assert es_client.count(index=index_name)["count"] == 5
+
+
+def _v1_body(dim: int) -> dict:
+    """The mapping ret2 wrote before layout v2 (`text`, `image`, `meta.*`, ES dot_product on unit vectors)."""
+    return {"dynamic": "strict", "date_detection": False,
+            "_meta": {"ret2": {"version": 1, "dim": dim, "multi_vector": False, "similarity": "cosine", "info": {}}},
+            "dynamic_templates": [{"meta_strings": {"path_match": "meta.*", "match_mapping_type": "string",
+                                                    "mapping": {"type": "keyword"}}}],
+            "properties": {"embedding": {"type": "dense_vector", "dims": dim, "index": True, "similarity": "dot_product",
+                                         "index_options": {"type": "flat"}},
+                           "text": {"type": "text"}, "image": {"type": "keyword", "index": False, "doc_values": False},
+                           "content_hash": {"type": "keyword"}, "meta": {"type": "object", "dynamic": True}}}
+
+
+def test_layout_v1_index_still_works_and_reindexes_to_v2(es_client, es_options, index_name):
+    vectors = unit_vectors(6, 8, seed=12)
+    es_client.indices.create(index=index_name, mappings=_v1_body(8))
+    old = ElasticsearchBackend.open(index_name, dim=8, **es_options)
+    assert old.add([IndexRecord(f"v{i}", v, text=f"t{i}", image="p.png", meta={"k": i % 2}) for i, v in enumerate(vectors)]).written == 6
+    source = es_client.get(index=index_name, id="v1")["_source"]
+    assert source["text"] == "t1" and source["meta"] == {"k": 1}  # still written in its own layout
+    assert [h.id for h in old.search(vectors[1], top_k=2, filters={"k": 1})][0] == "v1"
+    new = old.reindex(f"{index_name}-v2")
+    source = es_client.get(index=f"{index_name}-v2", id="v1")["_source"]
+    assert source["content"] == "t1" and source["k"] == 1 and source["file_path"] == "p.png" and "meta" not in source
+    hits = new.search(vectors[3], top_k=3, filters={"field": "meta.k", "operator": "==", "value": 1})
+    assert hits[0].id == "v3" and hits[0].image == "p.png" and hits[0].meta == {"k": 1}
+    assert new.count() == 6

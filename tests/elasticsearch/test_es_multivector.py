@@ -60,5 +60,5 @@ def test_tokens_round_trip_and_shape_checks(es_options, index_name):
     got = backend.get(["d2"])[0].embedding
     assert got.shape == (K, DIM)
     np.testing.assert_allclose(got, docs[2], atol=1e-6)
-    with pytest.raises(ValueError, match="query embedding shape"):
+    with pytest.raises(ValueError, match="query shape"):
         backend.search(docs[0][0])

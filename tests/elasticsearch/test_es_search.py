@@ -77,7 +77,11 @@ FILTERS = [
     {"field": "meta.shelf", "operator": "not in", "value": ["s1", "s2"]},
     {"field": "meta.shelf", "operator": "==", "value": "s4"},
     {"field": "meta.shelf", "operator": "in", "value": ["s0", "s5"]},
-    {"field": "meta.shelf", "operator": ">=", "value": "s4"},
+    {"field": "meta.shelf", "operator": "==", "value": None},  # missing or null: both None, as in Haystack
+    {"field": "meta.shelf", "operator": "!=", "value": None},
+    {"field": "meta.shelf", "operator": "in", "value": [None, "s1"]},
+    {"field": "meta.shelf", "operator": "not in", "value": [None, "s2"]},
+    {"operator": "NOT", "conditions": [{"field": "meta.shelf", "operator": "==", "value": None}]},
     {"operator": "NOT", "conditions": [{"field": "meta.shelf", "operator": "in", "value": ["s3"]}]},
     {"color": "gold", "even": False},  # shorthand
 ]
@@ -93,18 +97,18 @@ def test_filters_match_reference(es_options, index_name, corpus):
         assert backend.count(filters) == sum(matches(normalize_filters(filters), m) for m in metas), filters
 
 
-def test_none_filters_are_refused_not_answered_differently(es_options, index_name, corpus):
-    """ES cannot tell a missing "shelf" from a null one, where `matches` can: None filters raise."""
+def test_string_ordering_is_refused_before_querying(es_options, index_name, corpus):
+    """Haystack orders strings only as ISO dates: another string is a FilterError, never a silent query."""
     from ret2_plugin.filters import FilterError
 
     vectors, metas, queries = corpus
     backend = ElasticsearchBackend.open(index_name, dim=DIM, index_type="flat", **es_options)
     _fill(backend, vectors, metas)
-    for op, value in (("==", None), ("!=", None), ("in", [None, "s1"]), ("not in", [None])):
-        with pytest.raises(FilterError, match="None"):
-            backend.count({"field": "meta.shelf", "operator": op, "value": value})
-        with pytest.raises(FilterError, match="None"):
-            backend.search(queries[0], top_k=5, filters={"field": "meta.shelf", "operator": op, "value": value})
+    for op in (">", ">=", "<", "<="):
+        with pytest.raises(FilterError, match="ISO dates"):
+            backend.count({"field": "meta.shelf", "operator": op, "value": "s4"})
+        with pytest.raises(FilterError, match="ISO dates"):
+            backend.search(queries[0], top_k=5, filters={"field": "meta.shelf", "operator": op, "value": "s4"})
 
 
 def test_prefilter_returns_top_k_for_a_rare_value(es_options, index_name, corpus):
@@ -145,7 +149,7 @@ def test_hybrid_rrf(es_client, es_options, index_name):
     assert {"d7", "d21", "d40"} <= set(ids)  # found by BM25 only (their vectors are random)
     # reference RRF from the two independent rankings
     knn_ids = [h.id for h in backend.search(query, top_k=20)]
-    bm25 = es_client.search(index=index_name, query={"match": {"text": "penny black stamp"}}, size=20)
+    bm25 = es_client.search(index=index_name, query={"match": {"content": "penny black stamp"}}, size=20)
     bm25_ids = [h["_id"] for h in bm25["hits"]["hits"]]
     fused = {}
     for ranking in (knn_ids, bm25_ids):
@@ -172,5 +176,5 @@ def test_top_k_is_validated_and_hybrid_window_capped(es_options, index_name):
 
 def test_bad_query_shape(es_options, index_name):
     backend = ElasticsearchBackend.open(index_name, dim=8, **es_options)
-    with pytest.raises(ValueError, match=r"query embedding shape \(9,\)"):
+    with pytest.raises(ValueError, match=r"query shape \(9,\)"):
         backend.search(np.ones(9, dtype=np.float32))

@@ -79,7 +79,9 @@ def test_index_options_validation():
 
 def test_filter_translation_errors_and_shapes():
     assert to_es_query(None) is None
-    assert to_es_query({"source": "stamps"}) == {"term": {"meta.source": "stamps"}}
+    assert to_es_query({"source": "stamps"}) == {"term": {"source": "stamps"}}  # layout v2: meta at the top level
+    assert to_es_query({"source": "stamps"}, "meta.") == {"term": {"meta.source": "stamps"}}  # layout v1
+    assert to_es_query({"field": "id", "operator": "==", "value": "a"}) == {"term": {"_id": "a"}}
     with pytest.raises(FilterError, match="needs a scalar value"):
         to_es_query({"field": "meta.a", "operator": "==", "value": {"x": 1}})
     with pytest.raises(FilterError, match="unknown filter operator"):
@@ -91,19 +93,17 @@ def test_describe_uses_env_url(clean_env):
     assert describe({}) == "http://user:***@es.example:9200"
 
 
-@pytest.mark.parametrize("node", [
-    {"field": "meta.a", "operator": "==", "value": None},
-    {"field": "meta.a", "operator": "!=", "value": None},
-    {"field": "meta.a", "operator": "in", "value": [None, "x"]},
-    {"field": "meta.a", "operator": "not in", "value": [None]},
-    {"operator": "NOT", "conditions": [{"field": "meta.a", "operator": "==", "value": None}]},
-])
-def test_none_equality_filters_are_refused(node):
-    """ES cannot tell a missing key from a null value, which `matches` answers differently: refuse."""
-    with pytest.raises(FilterError, match="None is not supported"):
-        to_es_query(node)
+def test_none_filters_translate_as_haystack_reads_them():
+    """Haystack reads a missing key as None, like ES (which indexes neither a missing key nor a null)."""
+    missing = {"bool": {"must_not": [{"exists": {"field": "a"}}]}}
+    assert to_es_query({"field": "meta.a", "operator": "==", "value": None}) == missing
+    assert to_es_query({"field": "meta.a", "operator": "!=", "value": None}) == {"bool": {"must_not": [missing]}}
+    assert to_es_query({"field": "meta.a", "operator": "in", "value": [None, "x"]}) == {
+        "bool": {"should": [{"terms": {"a": ["x"]}}, missing], "minimum_should_match": 1}}
     # a range with None matches nothing, in the reference too
     assert to_es_query({"field": "meta.a", "operator": ">", "value": None}) == {"bool": {"must_not": {"match_all": {}}}}
+    with pytest.raises(FilterError, match="ISO dates"):
+        to_es_query({"field": "meta.a", "operator": ">", "value": "abc"})
 
 
 def test_basic_auth_string_is_split_on_the_first_colon():
@@ -135,5 +135,5 @@ def test_mapping_similarity_and_meta_templates():
     mappings = body["mappings"]
     assert mappings["properties"]["embedding"]["similarity"] == "max_inner_product"  # accepts non-unit vectors
     assert build_index_body(dim=4, multi_vector=False, similarity="cosine", info=None)["mappings"]["properties"][
-        "embedding"]["similarity"] == "dot_product"
+        "embedding"]["similarity"] == "cosine"
     assert mappings["date_detection"] is False

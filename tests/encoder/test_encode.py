@@ -38,13 +38,18 @@ def test_encode_equals_normalised_forward(st_model, image_dir: Path, side: str) 
         np.testing.assert_allclose(st_model.encode(raw, normalize_embeddings=True), got, atol=1e-6)
 
 
-def test_unnormalised_output_is_the_raw_pooled_vector(st_model) -> None:
+def test_pooled_output_is_normalised_without_a_flag(st_model) -> None:
+    """As the official `get_ret_features`: L2-normalised, even with normalize_embeddings=False (a
+    `Normalize` module follows ours); the module itself still writes the raw pooled vector."""
     module = st_model[0]
     with torch.inference_mode():
         raw = module.model.forward_features("document", **module.processor([Item(text="plain words")]))
+    assert abs(float(raw.norm()) - 1.0) > 1e-3  # the raw vector really is not unit length
     got = st_model.encode_document(["plain words"], normalize_embeddings=False)
-    np.testing.assert_allclose(got, raw.numpy(), atol=1e-5)
-    assert abs(np.linalg.norm(got[0]) - 1.0) > 1e-3  # really not normalised
+    np.testing.assert_allclose(got, torch.nn.functional.normalize(raw, dim=-1).numpy(), atol=1e-6)
+    features = module.prepare(["plain words"], task="document")
+    with torch.inference_mode():
+        np.testing.assert_allclose(module(features, task="document")["sentence_embedding"].numpy(), raw.numpy(), atol=1e-6)
 
 
 def test_mixed_list_equals_each_item_alone(st_model, image_dir: Path) -> None:

@@ -199,3 +199,34 @@ def test_multi_vector_models_are_refused_with_a_clear_error(tiny_v1_model_dir: P
         with pytest.raises(ValueError, match="multi-vector .*ReT v1.*single-vector ReT-2"):
             component.warm_up()
         assert component._encoder is None
+
+
+def test_haystack_3_conventions_image_content_device_and_meta_fields(tiny_model_dir: Path, corpus_dir: Path, encoder: Any) -> None:
+    """ImageContent queries, ComponentDevice, file_path_meta_field and meta_fields_to_embed, as in
+    Haystack's own embedders."""
+    import base64
+
+    from haystack.dataclasses import ImageContent
+    from haystack.utils import ComponentDevice
+
+    path = corpus_dir / "img" / "gradient.png"
+    query = ReT2QueryEmbedder(model=str(tiny_model_dir), device=ComponentDevice.from_str("cpu"))
+    content = ImageContent(base64_image=base64.b64encode(path.read_bytes()).decode(), mime_type="image/png")
+    np.testing.assert_allclose(query.run(image=content)["embedding"], query.run(image=str(path))["embedding"], atol=1e-5)
+    data = query.to_dict()
+    assert data["init_parameters"]["device"] == {"type": "single", "device": "cpu"}
+    assert ReT2QueryEmbedder.from_dict(data).device == ComponentDevice.from_str("cpu")
+    legacy = {**data, "init_parameters": {**data["init_parameters"], "device": "cpu"}}  # older pipelines: a string
+    assert ReT2QueryEmbedder.from_dict(legacy).device == ComponentDevice.from_str("cpu")
+
+    embedder = ReT2DocumentEmbedder(model=str(tiny_model_dir), device="cpu", root_path=str(corpus_dir), progress_bar=False,
+                                    file_path_meta_field="image_path", meta_fields_to_embed=["title", "absent"])
+    docs = [Document(id="a", content="a colour gradient", meta={"title": "Ramp", "image_path": "img/gradient.png"}),
+            Document(id="b", content="just text", meta={"file_path": "img/red.png"})]  # not the configured field
+    out = embedder.run(docs)
+    assert out["failed_documents"] == []
+    got = {d.id: d for d in out["documents"]}
+    assert got["a"].meta["embedding_source"] == "text+image" and got["b"].meta["embedding_source"] == "text"
+    expected = _doc_vectors(encoder, [{"text": "Ramp\na colour gradient", "image": Image.open(path)}, {"text": "just text"}])
+    np.testing.assert_allclose([got["a"].embedding, got["b"].embedding], expected, atol=1e-5)
+    assert ReT2DocumentEmbedder.from_dict(embedder.to_dict()).to_dict() == embedder.to_dict()

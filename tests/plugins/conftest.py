@@ -17,8 +17,10 @@ import pytest
 from ret2_plugin import plugins
 
 TOY_MODULE = '''
-"""Toy ret2 plugin: an index backend `toy` (the memory backend under another name) and an image
-loader for `toy://<colour>` sources."""
+"""Toy ret2 plugin: an index backend `toy` (the memory backend under another name), an image
+loader for `toy://<colour>` sources and an encoder `toy-bow` (a real sentence-transformers model:
+a static bag-of-words embedding over a small vocabulary, no ReT inside)."""
+import numpy as np
 from PIL import Image
 
 from ret2_plugin import hookimpl
@@ -33,6 +35,27 @@ def load_toy_image(source):
     if isinstance(source, str) and source.startswith("toy://"):
         return Image.new("RGB", (8, 8), source[len("toy://"):])
     return None
+
+
+TOY_WORDS = "[UNK] a an great blue heron old postage stamp red colour kind bird paper".split()
+
+
+def load_toy_encoder(model, device=None, **kwargs):
+    """`model` is a seed (an int as text): the loader hook receives `--model` as given."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(TOY_WORDS)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    weights = np.random.default_rng(int(model)).normal(size=(len(TOY_WORDS), 16)).astype("float32")
+    return SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_weights=weights)], device=device or "cpu")
+
+
+@hookimpl
+def register_encoders(register):
+    register("toy-bow", load_toy_encoder)
 
 
 @hookimpl

@@ -14,7 +14,7 @@ from PIL import Image
 
 from ret2_plugin.integrations.memory import InMemoryBackend
 
-cli = pytest.importorskip("ret2_plugin.cli")
+cli = pytest.importorskip("ret2_plugin.app.cli")
 
 pytestmark = pytest.mark.unit
 
@@ -64,6 +64,41 @@ def test_ret2_index_and_search_on_the_plugin_backend(
         assert json.loads(capsys.readouterr().out)["results"][0]["id"] == "red"
     finally:
         InMemoryBackend.drop(location)
+
+
+def test_ret2_index_and_search_with_a_plugin_encoder(
+    load_plugins_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A third-party encoder (no ReT model inside) chosen with `--encoder`, through the
+    `register_encoders` hook; the index records it, so `ret2 search` needs no flag."""
+    load_plugins_env.delenv("RET2_LOAD_PLUGINS", raising=False)
+    corpus = tmp_path / "corpus.jsonl"
+    texts = {"heron": "a great blue heron", "stamp": "an old postage stamp", "red": "red colour"}
+    corpus.write_text("\n".join(json.dumps({"id": k, "text": v}) for k, v in texts.items()) + "\n")
+    index = tmp_path / "idx"
+    assert cli.main(["index", str(corpus), "--index", str(index), "--encoder", "toy-bow", "--model", "7", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["count"] == 3 and summary["model"] == "7"
+    from ret2_plugin.search import open_index
+
+    info = open_index("faiss", str(index)).info
+    assert info["encoder"] == "toy-bow" and info["embedding_dim"] == 16 and info["multi_vector"] is False
+    for query, expected in (("an old postage stamp", "stamp"), ("blue heron", "heron")):
+        assert cli.main(["search", "--index", str(index), "--text", query, "-k", "3", "--json"]) == 0
+        results = json.loads(capsys.readouterr().out)["results"]
+        assert results[0]["id"] == expected
+        if query == "an old postage stamp":
+            assert results[0]["score"] == pytest.approx(1.0, abs=1e-5)  # same text, same bag of words
+    # a plugin encoder needs its model named
+    assert cli.main(["index", str(corpus), "--index", str(tmp_path / "other"), "--encoder", "toy-bow"]) != 0
+
+
+def test_unknown_encoder_lists_the_registered_ones(load_plugins_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    load_plugins_env.delenv("RET2_LOAD_PLUGINS", raising=False)
+    (tmp_path / "c.jsonl").write_text('{"id": "a", "text": "a"}\n')
+    assert cli.main(["index", str(tmp_path / "c.jsonl"), "--index", str(tmp_path / "i"), "--encoder", "nope", "--model", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown encoder 'nope'" in err and "toy-bow" in err and "ret2" in err
 
 
 def test_unknown_backend_on_the_command_line_lists_plugins(load_plugins_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ret2_plugin import plugins
+from ret2_plugin import hookimpl, plugins
 from ret2_plugin.index import IndexRecord
 from tests.plugins.conftest import write_distribution
 
@@ -169,3 +169,54 @@ def test_a_plugin_may_replace_a_builtin_by_name(load_plugins_env: pytest.MonkeyP
         assert plugins.get_index_backend("faiss").__name__ == "FaissBackend"  # the others stay built-in
     finally:
         sys.modules.pop("better_memory_plugin", None)
+
+
+class _Wrapping:
+    """A plugin object (not a module): a pluggy wrapper around every backend registration, and a
+    `memory` backend of its own, which must override the built-in of that name."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    @hookimpl(wrapper=True)
+    def register_index_backends(self, register):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return (yield)
+
+    @hookimpl(tryfirst=True)
+    def register_image_loaders(self, register):  # type: ignore[no-untyped-def]
+        register("first", _first_loader)
+
+
+class _Override:
+    @hookimpl
+    def register_index_backends(self, register):  # type: ignore[no-untyped-def]
+        register("memory", _OverrideBackend)
+
+
+class _OverrideBackend:
+    name = "memory-override"
+
+
+def _first_loader(source):  # type: ignore[no-untyped-def]
+    return None
+
+
+def test_lookups_go_through_pm_hook_wrappers_order_and_overrides(load_plugins_env: pytest.MonkeyPatch) -> None:
+    """Hooks are called through `pm.hook`: a wrapper sees each lookup, `tryfirst` puts a loader
+    ahead of later-registered plugins, and a plugin's name overrides the built-in's."""
+    load_plugins_env.delenv("RET2_LOAD_PLUGINS", raising=False)
+    plugins.load_plugins()
+    wrapping, override = _Wrapping(), _Override()
+    plugins.pm.register(wrapping, name="wrapping")
+    plugins.pm.register(override, name="override")
+    assert plugins.get_index_backend("memory") is _OverrideBackend
+    assert plugins.registered()["index_backends"]["memory"] == "override"
+    assert plugins.registered()["index_backends"]["toy"] == "toy-ret2-backend 0.1.0"
+    assert wrapping.calls == 3
+    loaders = plugins.image_loaders()
+    assert loaders[0] is _first_loader  # tryfirst
+    assert loaders[1].__module__ == "toy_ret2_backend"
+    assert [f.__name__ for f in loaders[-3:]] == ["load_local_image", "load_image_bytes", "load_url_image"]
+    plugins.pm.unregister(override)
+    assert plugins.get_index_backend("memory").name == "memory"

@@ -43,7 +43,7 @@ def test_signal_saves_a_resumable_checkpoint(tiny_model_dir: Path, synthetic_dat
     config.write_text(TrainConfig(**settings).to_yaml())
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # Ctrl-C reaches the whole process group (DataLoader workers included); `kill` reaches the trainer only
-    proc = subprocess.Popen([sys.executable, "-m", "ret2_plugin.cli", "train", "--config", str(config), "--no-progress"],
+    proc = subprocess.Popen([sys.executable, "-m", "ret2_plugin.app.cli", "train", "--config", str(config), "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     try:
         _wait_for_training(proc, out / "metrics.jsonl")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ret2_plugin.cli import main
+from ret2_plugin.app.cli import main
 from ret2_plugin.trainers.config import TrainConfig
 from ret2_plugin.trainers.loop import Trainer
 from ret2_plugin.trainers.validate import DataValidationError

@@ -9,27 +9,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from ret2_plugin import __version__
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for value in values or ():
-        key, sep, raw = value.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"ret2: {flag} expects KEY=VALUE, got {value!r}")
-        out[key] = _parse_value(raw)  # JSON values: year=2020 is a number, tag="2020" a string
-    return out
+from ret2_plugin.kv import parse_pairs
 
 
 def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
-    options = _pairs(args.option, "--option")
+    options = parse_pairs(args.option, "--option")
     if getattr(args, "es_url", None):
         options["hosts"] = args.es_url
     return options
@@ -43,48 +27,68 @@ def _add_backend_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
 
 
+def _load_encoder(name: str, spec: str | None, device: str | None) -> tuple[str, Any]:
+    """(model, encoder) through the `register_encoders` hook. Named models (`starter`, presets) are
+    the built-in `ret2` encoder's; a plugin encoder gets `--model` as given."""
+    from ret2_plugin.app.model_store import resolve_model
+    from ret2_plugin.plugins import get_encoder_loader
+
+    loader = get_encoder_loader(name)
+    if name == "ret2":
+        model = resolve_model(spec)
+    elif spec:
+        model = spec
+    else:
+        raise ValueError(f"--encoder {name} needs --model (the model the plugin loads)")
+    return model, loader(model, device=device)
+
+
 def cmd_index(args: argparse.Namespace) -> int:
-    from ret2_plugin.encoder import load_encoder
-    from ret2_plugin.indexing import index_corpus
-    from ret2_plugin.model_store import resolve_model
+    from ret2_plugin.indexing import IndexingAborted, index_corpus
     from ret2_plugin.search import create_index
 
-    model = resolve_model(args.model)
-    encoder = load_encoder(model, device=args.device)
-    index = create_index(args.backend, args.index, encoder, model=model, **_backend_options(args))
+    model, encoder = _load_encoder(args.encoder, args.model, args.device)
+    index = create_index(args.backend, args.index, encoder, model=model, encoder_name=args.encoder, **_backend_options(args))
     try:
         summary = index_corpus(
             args.corpus, index, encoder, batch_size=args.batch_size, num_workers=args.workers,
             show_progress_bar=not args.json and not args.no_progress,
         )
         total = index.count()
+    except IndexingAborted as exc:  # the backend failed as a whole: say what was written, no traceback
+        if args.json:
+            print(json.dumps({**exc.summary.to_dict(), "index": args.index, "backend": args.backend, "error": str(exc)}, indent=2))
+        print(f"ret2: error: {exc}", file=sys.stderr)
+        return 2
     finally:
         index.close()
     result = {**summary.to_dict(), "index": args.index, "backend": args.backend, "model": model, "count": total}
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"indexed {summary.indexed}, unchanged {summary.unchanged}, failed {len(summary.failed)}; {total} in {args.index}")
+        print(f"{summary.describe()}; {total} in {args.index}")
         for failure in summary.failed:
             print(f"  FAILED {failure}", file=sys.stderr)
+        for unknown in summary.unknown:
+            print(f"  UNKNOWN {unknown}", file=sys.stderr)
     nothing_valid = summary.failed and not (summary.indexed or summary.unchanged)
     return 1 if (args.strict and summary.failed) or nothing_valid else 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from ret2_plugin.encoder import load_encoder
-    from ret2_plugin.gallery import write_gallery
-    from ret2_plugin.model_store import resolve_model
+    from ret2_plugin.app.gallery import write_gallery
     from ret2_plugin.search import open_index, search
 
     index = open_index(args.backend, args.index, **_backend_options(args))
     try:
-        model = resolve_model(args.model) if args.model else index.info.get("model")
-        if not model:
+        name = args.encoder or index.info.get("encoder") or "ret2"
+        spec = args.model or index.info.get("model")
+        if not spec:
             raise SystemExit(f"ret2: index {args.index!r} does not record its model; pass --model")
-        encoder = load_encoder(model, device=args.device)
-        filters = _pairs(args.filter, "--filter") or None
-        hits = search(encoder, index, text=args.text, image=args.image, instruction=args.instruction, top_k=args.k, filters=filters)
+        _, encoder = _load_encoder(name, spec, args.device)
+        filters = parse_pairs(args.filter, "--filter") or None
+        hits = search(encoder, index, text=args.text, image=args.image, instruction=args.instruction, top_k=args.k,
+                      filters=filters, hybrid=args.hybrid)
     finally:
         index.close()
     if args.html:
@@ -121,7 +125,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ret2_plugin.demo import run_demo
+    from ret2_plugin.app.demo import run_demo
 
     report = run_demo(model=args.model, out_dir=args.out, quick=args.quick, rebuild=args.rebuild, verbose=not args.json)
     if args.json:
@@ -138,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("corpus", help="corpus JSONL (id, text and/or image, meta)")
     _add_backend_args(p)
     p.add_argument("--model", help="model dir, hub id or preset (default: starter)")
+    p.add_argument("--encoder", default="ret2", help="encoder by registered name (default: ret2; see `ret2 plugins`)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=2, help="image decoding threads")
     p.add_argument("--device", default=None)
@@ -151,9 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="query image path")
     p.add_argument("--instruction", help='ReT query instruction, prefixed as "{instruction} {text}"')
     p.add_argument("-k", type=int, default=10)
+    p.add_argument("--hybrid", action="store_true",
+                   help="also BM25 on --text, fused with kNN by RRF (score = RRF score); elasticsearch backend")
     p.add_argument("--filter", action="append", metavar="KEY=VALUE",
                    help="metadata equality filter, value read as JSON when it parses (year=2020 is a number) (repeatable)")
     p.add_argument("--model", help="override the model recorded in the index")
+    p.add_argument("--encoder", help="override the encoder recorded in the index (registered name)")
     p.add_argument("--device", default=None)
     p.add_argument("--html", metavar="OUT.html", help="write a result gallery")
     p.set_defaults(func=cmd_search)
@@ -177,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     try:
-        from ret2_plugin.trainers.cli import add_train_commands
+        from ret2_plugin.app.train_cli import add_train_commands
     except ImportError:  # pragma: no cover - trainer extras missing
         pass
     else:

@@ -16,7 +16,7 @@ from ret2_plugin.modeling import ReT2Model
 from ret2_plugin.processing import ReT2Processor
 
 QUICK_STEPS = 30  # `starter-quick`: the reduced build of `ret2 demo --quick`
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
 VISION_TOWER = dict(
     model_type="vit",
     hidden_size=128,
@@ -59,6 +59,7 @@ def untrained_starter(seed: int = 0) -> tuple[ReT2Model, ReT2Processor]:
         attention_dropout=0.0,
         max_text_length=32,
     )
+    model.config.text_model_name_or_path = "sentence-transformers/all-MiniLM-L6-v2"  # not the local wheel path
     image_processor = ViTImageProcessor(
         size={"height": 48, "width": 48}, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]
     )
@@ -70,6 +71,7 @@ def build_starter(
     out_dir: str | Path, *, steps: int = 200, batch_size: int = 32, seed: int = 0, progress: bool = True, **overrides: Any
 ) -> Path:
     """Build and fine-tune the starter model into `out_dir` (a few CPU minutes)."""
+    from ret2_plugin.encoder import write_sentence_transformers_folder
     from ret2_plugin.trainers.config import TrainConfig
     from ret2_plugin.trainers.loop import train
 
@@ -101,4 +103,5 @@ def build_starter(
         trained = ReT2Model.from_pretrained(final)
     trained.save_pretrained(out)
     processor.save_pretrained(out)
+    write_sentence_transformers_folder(out)  # loads in plain sentence-transformers too
     return out

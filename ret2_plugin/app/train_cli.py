@@ -2,7 +2,7 @@
 
 `ret2 train --config x.yaml --lr 3e-5 --set eval_every=200`: the YAML is read first, explicit flags
 override it, `--set key=value` overrides anything. Multi-GPU: `torchrun --nproc-per-node 8 -m
-ret2_plugin.cli train ...` (the trainer joins the process group from torchrun's environment).
+ret2_plugin.app.cli train ...` (the trainer joins the process group from torchrun's environment).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ _FLAGS: dict[str, tuple[str, Any]] = {
 
 
 def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from .config import parse_overrides
+    from ret2_plugin.trainers.config import parse_overrides
 
     out = {field: getattr(args, field) for field, _ in _FLAGS.values() if getattr(args, field, None) is not None}
     if args.gradient_checkpointing:
@@ -46,15 +46,15 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import TrainConfig
-    from .loop import Trainer
+    from ret2_plugin.trainers.config import TrainConfig
+    from ret2_plugin.trainers.loop import Trainer
 
-    from ret2_plugin.model_store import resolve_model
+    from ret2_plugin.app.model_store import resolve_model
 
-    from . import distributed as du
+    from ret2_plugin.trainers import distributed as du
 
-    from .runctl import EXIT_CODES
-    from .validate import DataValidationError
+    from ret2_plugin.trainers.runctl import EXIT_CODES
+    from ret2_plugin.trainers.validate import DataValidationError
 
     config = TrainConfig.load(args.config, _train_overrides(args))
     config.model = resolve_model(config.model)
@@ -83,8 +83,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_and_report(trainer: Any, args: argparse.Namespace) -> int:
-    from . import distributed as du
-    from .runctl import EXIT_CODES
+    from ret2_plugin.trainers import distributed as du
+    from ret2_plugin.trainers.runctl import EXIT_CODES
 
     summary = trainer.train()
     if not du.is_main_process():
@@ -125,15 +125,14 @@ def _describe(summary: dict[str, Any]) -> str:
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from ret2_plugin.model_store import resolve_model
-
-    from .data import TrainingData, apply_prompt
-    from .evaluation import evaluate
-    from .model_io import load_for_training
+    from ret2_plugin.app.model_store import resolve_model
+    from ret2_plugin.trainers.data import TrainingData, apply_prompt
+    from ret2_plugin.trainers.evaluation import evaluate
+    from ret2_plugin.trainers.model_io import load_for_training
 
     path = resolve_model(args.model)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, processor, prompts = load_for_training(path)  # the serving path's text limit and prompts
+    model, processor, prompts = load_for_training(path)  # the serving path's text limit, prompts and modules
     model.to(device)
     data = TrainingData.load(args.queries, args.corpus)
     result = evaluate(model, processor, apply_prompt(data.queries, prompts.get("query"), "query"),
@@ -152,7 +151,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_convert_data(args: argparse.Namespace) -> int:
-    from .convert import convert
+    from ret2_plugin.trainers.convert import convert
 
     report = convert(args.format, args.input, args.output, image_root=args.image_root)
     print(json.dumps(report, indent=2) if args.json else

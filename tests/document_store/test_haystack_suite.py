@@ -1,0 +1,55 @@
+"""Haystack's own DocumentStore test classes, run on ReT2DocumentStore over the memory and FAISS backends
+(Elasticsearch: tests/elasticsearch/test_es_document_store.py, against the real node)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from haystack import Document
+from haystack.document_stores.errors import DuplicateDocumentError
+from haystack.document_stores.types import DuplicatePolicy
+from haystack.testing.document_store import (
+    CountDocumentsByFilterTest,
+    DeleteAllTest,
+    DeleteByFilterTest,
+    DocumentStoreBaseTests,
+    UpdateByFilterTest,
+)
+
+from haystack_integrations.document_stores.ret2 import ReT2DocumentStore
+from ret2_plugin.integrations.memory import InMemoryBackend
+
+pytestmark = pytest.mark.unit
+
+
+class _Suite(DocumentStoreBaseTests, DeleteAllTest, DeleteByFilterTest, UpdateByFilterTest, CountDocumentsByFilterTest):
+    def test_write_documents(self, document_store: ReT2DocumentStore):
+        """Haystack leaves the default policy to the store: ours is InMemoryDocumentStore's (FAIL)."""
+        doc = Document(content="test doc", meta={"n": 1})
+        assert document_store.write_documents([doc]) == 1
+        with pytest.raises(DuplicateDocumentError):
+            document_store.write_documents([Document(id=doc.id, content="other")])
+        assert document_store.filter_documents() == [doc]  # nothing overwritten
+        # a batch with a duplicate id inside is refused whole
+        with pytest.raises(DuplicateDocumentError):
+            document_store.write_documents([Document(id="x", content="a"), Document(id="x", content="b")])
+        assert document_store.count_documents() == 1
+        assert document_store.write_documents([Document(id=doc.id, content="again")], policy=DuplicatePolicy.SKIP) == 0
+
+
+class TestMemoryBackend(_Suite):
+    @pytest.fixture
+    def document_store(self):
+        location = f"haystack-suite-{uuid.uuid4().hex}"
+        store = ReT2DocumentStore(backend="memory", location=location, embedding_dim=768)
+        yield store
+        InMemoryBackend.drop(location)
+
+
+class TestFaissBackend(_Suite):
+    @pytest.fixture
+    def document_store(self, tmp_path):
+        store = ReT2DocumentStore(backend="faiss", location=str(tmp_path / "index"), embedding_dim=768)
+        yield store
+        store.close()
