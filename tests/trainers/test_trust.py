@@ -222,3 +222,33 @@ def test_checkpoints_on_a_clock_by_default(tiny_model_dir: Path, synthetic_data:
     assert TrainConfig.model_fields["save_every_minutes"].default == 10.0  # a run is never hours without a checkpoint
     Trainer(_config(tiny_model_dir, synthetic_data, tmp_path, save_every_minutes=1e-9, keep_last=5)).train()
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000001", "step-00000002", "step-00000003"]
+
+
+def test_training_applies_the_served_prompts(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
+    from ret2_plugin import load_encoder
+    from ret2_plugin.encoder.inputs import with_prompt
+    from ret2_plugin.trainers.data import PairCollator
+
+    folder = tmp_path / "st"
+    load_encoder(tiny_model_dir, device="cpu", prompts={"query": "search for:"}).save(str(folder))
+    trainer = Trainer(_config(folder, synthetic_data, tmp_path / "run"))
+    assert trainer.prompts == {"query": "search for:"}
+    example = trainer.dataset[0]
+    batch = PairCollator(trainer.processor, trainer.prompts)([example])
+    expected = trainer.processor([with_prompt(example["query"], "search for:", "query")], side="query")
+    assert torch.equal(batch["query_inputs"]["input_ids"], expected["input_ids"])
+    plain = trainer.processor([example["query"]], side="query")["input_ids"]
+    assert plain.shape != expected["input_ids"].shape or not torch.equal(plain, expected["input_ids"])
+
+
+def test_modules_the_loop_cannot_train_are_refused(tmp_path: Path) -> None:
+    from ret2_plugin.trainers.model_io import check_modules
+
+    ours = {"idx": 0, "name": "0", "path": "", "type": "ret2_plugin.encoder.st_module.ReT2Encoder"}
+    (tmp_path / "modules.json").write_text(json.dumps([ours, {"idx": 1, "name": "1", "path": "1_Normalize",
+                                                              "type": "sentence_transformers.models.Normalize"}]))
+    check_modules(tmp_path)  # normalising does not change what the loop trains
+    (tmp_path / "modules.json").write_text(json.dumps([ours, {"idx": 1, "name": "1", "path": "1_Dense",
+                                                              "type": "sentence_transformers.models.Dense"}]))
+    with pytest.raises(ValueError, match="Dense.*SentenceTransformerTrainer"):
+        check_modules(tmp_path)
