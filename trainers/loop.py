@@ -31,7 +31,7 @@ from . import distributed as du
 from . import mining
 from .augment import Augmentation
 from .config import TrainConfig
-from .data import PairCollator, PairDataset, ResumableBatchSampler, TrainingData, apply_prompt, make_loader, move_to
+from .data import PairCollator, PairDataset, ResumableBatchSampler, TrainingData, make_loader, move_to
 from .evaluation import evaluate
 from .logging import MetricsLogger, plot_metrics
 from .losses import ContrastiveLoss, LossOutput
@@ -347,11 +347,11 @@ class Trainer:
         improved = False
         if du.is_main_process():
             assert self.eval_data is not None
-            result = evaluate(self.model, self.processor, apply_prompt(self.eval_data.queries, self.prompts.get("query"), "query"),
-                              apply_prompt(self.eval_data.corpus, self.prompts.get("document"), "document"), device=self.device,
+            # the serving path applies the prompts (the same ones the training collator applies)
+            result = evaluate(self.model, self.processor, self.eval_data.queries, self.eval_data.corpus, device=self.device,
                               queries_file=self.eval_data.queries_file, corpus_file=self.eval_data.corpus_file,
                               batch_size=self.config.eval_batch_size, num_workers=self.config.num_workers, autocast_dtype=self.amp_dtype,
-                              prompts=saved_prompts(self.config.model))
+                              prompts=self.prompts or saved_prompts(self.config.model))
             self._add_errors([ItemError(**e) for e in result.pop("errors")])
             self.last_eval = {"step": self.step, **result}
             self.metrics.log({"kind": "eval", **self.last_eval})

@@ -18,7 +18,7 @@ import torch
 
 from ret2_plugin.atomic import atomic_write_json
 
-from .data import TrainingData, apply_prompt
+from .data import TrainingData
 from .evaluation import encode_items, exact_search
 
 FILE_NAME = "mined_negatives.json"
@@ -27,11 +27,10 @@ FILE_NAME = "mined_negatives.json"
 def mine(model: Any, processor: Any, data: TrainingData, k: int, *, device: torch.device, batch_size: int = 64,
          num_workers: int = 0, prompts: dict[str, str] | None = None) -> list[list[str]]:
     """Per training query (in order), up to `k` document ids: the best-ranked non-positives."""
-    prompts = prompts or {}
-    docs = encode_items(model, processor, apply_prompt(data.corpus, prompts.get("document"), "document"), side="document",
-                        source=data.corpus_file, device=device, batch_size=batch_size, num_workers=num_workers)
-    qs = encode_items(model, processor, apply_prompt(data.queries, prompts.get("query"), "query"), side="query",
-                      source=data.queries_file, device=device, batch_size=batch_size, num_workers=num_workers)
+    docs = encode_items(model, processor, data.corpus, side="document", source=data.corpus_file, device=device,
+                        batch_size=batch_size, num_workers=num_workers, prompts=prompts)
+    qs = encode_items(model, processor, data.queries, side="query", source=data.queries_file, device=device,
+                      batch_size=batch_size, num_workers=num_workers, prompts=prompts)
     doc_ids = [data.corpus[i].id for i in docs.indices]
     widest = max((len(q.positives) for q in data.queries), default=0)
     top = exact_search(qs.embeddings, docs.embeddings, k + widest).tolist()
