@@ -9,6 +9,7 @@ running again resumes (items stored with the same content hash are skipped, upse
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from ret2_plugin.index import IndexBackend, IndexRecord, WriteReport
 from ret2_plugin.items import _NOT_FILES, Item, ItemError, read_jsonl
 from ret2_plugin.processing.images import confine
 from ret2_plugin.workers import BoundedWorker
+
+log = logging.getLogger(__name__)
 
 DEFAULT_COMMIT_EVERY = 10_000  # documents between durable saves during `index_items`
 DEFAULT_COMMIT_SECONDS = 300.0  # or seconds, whichever comes first
@@ -31,7 +34,8 @@ class IndexSummary:
     indexed: int = 0
     unchanged: int = 0
     failed: list[ItemError] = field(default_factory=list)
-    unknown: list[ItemError] = field(default_factory=list)  # sent, but the backend never confirmed the write
+    # sent but never confirmed by the backend, or embedded but not sent because the run stopped
+    unknown: list[ItemError] = field(default_factory=list)
     commits: int = 0  # durable saves made during the run (periodic ones + the final one)
 
     @property
@@ -185,13 +189,17 @@ def index_items(
     reports: list[WriteReport] = []
 
     def write(records: list[IndexRecord]) -> None:
-        if errors:
-            return  # the run is stopping: batches still queued are not sent (a re-run embeds them)
+        if errors:  # the run is stopping: batches still queued are not sent (a re-run embeds them)
+            reports.append(WriteReport(unknown=[(r.id, f"not sent: the run stopped ({errors[0]})") for r in records]))
+            return
         try:
             report = backend.add(records)
         except Exception as exc:  # the backend as a whole: the run stops, raised below with the summary
             errors.append(exc)
-            reports.append(getattr(exc, "report", None) or WriteReport())  # what landed before it failed
+            landed = getattr(exc, "report", None)  # what the backend knows landed / failed before it failed
+            reports.append(landed if landed is not None else WriteReport(
+                unknown=[(r.id, f"outcome unknown: the backend failed during this batch ({exc})") for r in records]
+            ))
             return
         reports.append(report)
         if committer.due(report.written):
@@ -256,6 +264,8 @@ def _persist(backend: IndexBackend, errors: list[BaseException]) -> None:
     except Exception as exc:
         if not errors:
             errors.append(exc)
+        else:  # reported second to the run's own error, but never lost
+            log.warning("could not make the written items durable after %s: %s: %s", errors[0], type(exc).__name__, exc)
 
 
 def index_corpus(
