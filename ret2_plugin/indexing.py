@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,7 +172,20 @@ def index_items(
     `image_root`: refuse (per item) local images outside this folder. `commit_every` documents /
     `commit_seconds` seconds: make the writes durable (`backend.persist()`) that often during the run,
     so a killed run loses at most the last chunk; the end of the run always commits. A failed
-    periodic save stops the run like any backend failure (`IndexingAborted`)."""
+    periodic save stops the run like any backend failure (`IndexingAborted`). A backend with a
+    `run_deadline()` (Elasticsearch's `deadline` option) gets one deadline for the whole run."""
+    run_deadline = getattr(backend, "run_deadline", None)  # a backend's time budget covers this whole run
+    with run_deadline() if run_deadline is not None else nullcontext():
+        return _index_items(items, backend, encoder, source=source, batch_size=batch_size, num_workers=num_workers,
+                            show_progress_bar=show_progress_bar, summary=summary, root=root, image_root=image_root,
+                            commit_every=commit_every, commit_seconds=commit_seconds)
+
+
+def _index_items(
+    items: Iterable[Item], backend: IndexBackend, encoder: Any, *, source: str, batch_size: int, num_workers: int,
+    show_progress_bar: bool, summary: IndexSummary | None, root: str | Path | None, image_root: str | Path | None,
+    commit_every: int | None, commit_seconds: float | None,
+) -> IndexSummary:
     from ret2_plugin.encoder import iter_embeddings
 
     summary = summary or IndexSummary()

@@ -54,7 +54,8 @@ class ElasticsearchBackend:
         self._progress = progress
         self._connection = dict(connection or {})  # kept to open sibling indexes (reindex); never printed
         self._dirty = False
-        self._deadline = Deadline(deadline)  # the run's time budget, counted from here
+        self._deadline_seconds = deadline  # each call's (or each `run_deadline()` run's) time budget
+        self._run_deadline: Deadline | None = None
         self._request_timeout = float(self._connection.get("request_timeout") or 30)
         self._meta_prefix: str = layout.get("meta_prefix", "meta.")
         self._text_field: str = layout.get("text_field", "text")
@@ -87,8 +88,9 @@ class ElasticsearchBackend:
         int4_hnsw | bbq_hnsw | flat | int8_flat | ..., `m`, `ef_construction`, `confidence_interval`,
         `oversample`, `shards`, `replicas`), bulk (`chunk_size`, `max_chunk_bytes`, `bulk_max_retries`,
         `initial_backoff`, `max_backoff`), `refresh` (None = refresh before reads after writes,
-        True, "wait_for", False), `progress` (tqdm bar while adding) and `deadline` (seconds from open for
-        the whole run's writes and look-ups; past it, DeadlineExceeded with the report so far).
+        True, "wait_for", False), `progress` (tqdm bar while adding) and `deadline` (seconds for each `add`, `persist` or
+        `content_hashes` call, counted from its start, or for a whole run inside `run_deadline()`,
+        which `index_items` uses; past it, DeadlineExceeded with the report so far).
         """
         connection = {k: options.pop(k) for k in CONNECTION_KEYS if k in options}
         mapping_options = {k: options.pop(k) for k in mp.MAPPING_OPTIONS if k in options}
@@ -137,7 +139,7 @@ class ElasticsearchBackend:
                 report = write_records(
                     self.client, self.index, records, self._encoder, self._bulk,
                     refresh=policy if policy is not None else False, progress=self._progress,
-                    deadline=self._deadline, where=self._where, request_timeout=self._request_timeout,
+                    deadline=self._call_deadline(), where=self._where, request_timeout=self._request_timeout,
                 )
         except PermissionError:
             raise
@@ -183,17 +185,31 @@ class ElasticsearchBackend:
     def persist(self) -> None:
         """Refresh (searchable) and flush (Lucene commit). Bulk writes are already durable in the translog."""
         with self._translated("refreshing"):
-            client = self._reads()
+            client = self._reads(self._call_deadline())
             client.indices.refresh(index=self.index)
             client.indices.flush(index=self.index)
         self._dirty = False
 
-    def _reads(self) -> Any:
+    @contextmanager
+    def run_deadline(self) -> Iterator[None]:
+        """One deadline for every call inside (an indexing run: its adds, look-ups and commits), counted
+        from entering; outside, each call gets its own. A store kept open for hours never runs out."""
+        outer, self._run_deadline = self._run_deadline, Deadline(self._deadline_seconds)
+        try:
+            yield
+        finally:
+            self._run_deadline = outer
+
+    def _call_deadline(self) -> Deadline:
+        """The running `run_deadline()`'s budget, else a fresh one for this call."""
+        return self._run_deadline or Deadline(self._deadline_seconds)
+
+    def _reads(self, deadline: Deadline) -> Any:
         """The client for look-ups during a run: timeout cut to the deadline, no resend after a timeout
         (a stalled node costs one timeout; a dead node of a cluster is still skipped)."""
-        if self._deadline.expired():
-            raise DeadlineExceeded(f"{self._deadline.describe()} passed (Elasticsearch index {self.index!r} at {self._where})")
-        return self.client.options(request_timeout=self._deadline.timeout(self._request_timeout), retry_on_timeout=False)
+        if deadline.expired():
+            raise DeadlineExceeded(f"{deadline.describe()} passed (Elasticsearch index {self.index!r} at {self._where})")
+        return self.client.options(request_timeout=deadline.timeout(self._request_timeout), retry_on_timeout=False)
 
     @contextmanager
     def _translated(self, what: str) -> Iterator[None]:
@@ -251,9 +267,10 @@ class ElasticsearchBackend:
     def content_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         ids = check_ids(ids)
         hashes: dict[str, str] = {}
+        deadline = self._call_deadline()
         for start in range(0, len(ids), 1000):
             with self._translated("looking up content hashes"):
-                docs = self._reads().mget(index=self.index, ids=list(ids[start:start + 1000]), source_includes=["content_hash"])
+                docs = self._reads(deadline).mget(index=self.index, ids=list(ids[start:start + 1000]), source_includes=["content_hash"])
             for doc in docs["docs"]:
                 value = doc.get("_source", {}).get("content_hash") if doc.get("found") else None
                 if value:
