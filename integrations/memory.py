@@ -16,6 +16,7 @@ import numpy as np
 
 from ret2_plugin.filters import matches, normalize_filters
 from ret2_plugin.index import (
+    IndexNotFoundError,
     IndexMismatchError,
     IndexRecord,
     SearchHit,
@@ -71,7 +72,7 @@ class InMemoryBackend:
             store = _STORES.get(location)
             if store is None:
                 if dim is None:
-                    raise ValueError(f"in-memory index {location!r} does not exist; pass dim= to create it")
+                    raise IndexNotFoundError(f"in-memory index {location!r} does not exist; pass dim= to create it")
                 if not isinstance(dim, int) or dim <= 0:
                     raise ValueError(f"dim must be a positive int, got {dim!r}")
                 store = _STORES[location] = cls(dim=dim, multi_vector=multi_vector, similarity=similarity, info=info or {})

@@ -114,6 +114,10 @@ def extra_from_json(text: str | None) -> dict[str, Any] | None:
     return extra
 
 
+class IndexNotFoundError(ValueError):
+    """`open(location)` without `dim` found no index there (backends raise it so callers can create one)."""
+
+
 class IndexMismatchError(ValueError):
     """An existing index was built for other vectors (dims, similarity, single vs multi-vector)."""
 

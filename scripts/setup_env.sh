@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create (or reuse) .venv and install ret2-plugin with the given extras. Sourced by demo.sh / test.sh.
-# torch is pinned (==2.13.0) in pyproject.toml and so installed in the same pip command as the rest.
+# pyproject.toml holds version RANGES; constraints.txt the exact known-good set, applied here with `-c`.
+# torch is named in the same pip command (its version from constraints.txt): a separate `pip install
+# torch` would resolve on its own and could pull a different torch / CUDA stack.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 EXTRAS="${1:-all}"
@@ -10,11 +12,13 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 STAMP="$VENV/.ret2-installed-$EXTRAS"
-if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ] || [ "$ROOT/setup.py" -nt "$STAMP" ]; then
+CONSTRAINTS="${RET2_CONSTRAINTS:-$ROOT/constraints.txt}"
+if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ] || [ "$ROOT/setup.py" -nt "$STAMP" ] \
+   || [ "$CONSTRAINTS" -nt "$STAMP" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[$EXTRAS]"
+  "$VENV/bin/python" -m pip install -q -c "$CONSTRAINTS" -e "$ROOT[$EXTRAS]" torch
   # CLIP's BPE vocabulary (MIT) ships in the open-clip-torch wheel; --no-deps keeps torchvision out.
-  "$VENV/bin/python" -m pip install -q --no-deps "open-clip-torch==3.3.0"
+  "$VENV/bin/python" -m pip install -q --no-deps -c "$CONSTRAINTS" open-clip-torch
   touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

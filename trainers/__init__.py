@@ -7,7 +7,11 @@ or `ret2 train --config train.yaml` (one process), `torchrun --nproc-per-node 8 
 (multi-GPU). Modules: `config` (TrainConfig), `data` (JSONL -> batches, images decoded in DataLoader
 workers), `losses` (symmetric InfoNCE, soft multi-positive), `distributed` (all-gather with grad),
 `optim` (param groups, AdamW, warmup + cosine), `loop` (Trainer), `checkpoint`, `evaluation`
-(Recall@k, MRR@10, nDCG@10), `logging` (JSONL + PNG), `convert` (M-BEIR / M2KR -> our JSONL); the `ret2 train/eval` commands live in `ret2_plugin.app.train_cli`.
+(Recall@k, MRR@10, nDCG@10), `logging` (JSONL + PNG), `convert` (M-BEIR / M2KR -> our JSONL),
+`validate` (every line, image and id checked before step 1), `runctl` (output-dir ownership, SIGINT /
+SIGTERM -> checkpoint + summary), `augment` (Pillow/torch image augmentation), `mining` (hard negatives
+from the corpus), `model_io` (load as serving does: text limit, prompts, modules); the `ret2 train/eval`
+commands live in `ret2_plugin.app.train_cli`.
 """
 
 from __future__ import annotations

@@ -29,7 +29,20 @@ class TrainConfig(BaseModel):
     eval_queries: str | None = None
     eval_corpus: str | None = None  # default: `corpus`
     num_hard_negatives: int = Field(0, ge=0)
+    mine_hard_negatives: int = Field(0, ge=0, description="mine this many hard negatives per query from the corpus "
+                                     "with the starting model (they feed num_hard_negatives, 1 when that is 0)")
     num_workers: int = Field(2, ge=0)
+    strict: bool = False  # any refused item stops the run before step 1
+    overwrite: bool = False  # an output_dir holding an earlier run is cleared (else: resume or refuse)
+
+    # generalisation
+    augment: bool = False  # random resized crop + flip + colour jitter on training images (Pillow/torch)
+    augment_min_scale: float = Field(0.6, gt=0, le=1)
+    augment_flip: bool = True
+    augment_jitter: float = Field(0.2, ge=0, lt=1)
+    early_stopping_patience: int | None = Field(3, ge=1, description="stop after this many evaluations without "
+                                                "improvement of best_metric (None: never)")
+    early_stopping_min_delta: float = Field(0.0, ge=0)
 
     # optimisation
     seed: int = 0
@@ -66,12 +79,13 @@ class TrainConfig(BaseModel):
     ddp_find_unused_parameters: bool = True  # towers skipped for text-only / image-only batches
 
     # evaluation, checkpoints, logging
-    eval_every: int | None = Field(None, ge=1)
+    eval_every: int | None = Field(None, ge=1)  # None with eval_queries: 10 evaluations over the run
     eval_at_end: bool = True
     eval_batch_size: int = Field(64, ge=1)
     best_metric: str = "recall@5"
     select_best: bool = True  # the final model is the best evaluated checkpoint
     save_every: int | None = Field(None, ge=1)
+    save_every_minutes: float | None = Field(10.0, gt=0, description="also checkpoint after this much training time")
     keep_last: int = Field(2, ge=1)
     resume: str | None = None  # "auto" (latest in output_dir) or a checkpoint directory
     log_every: int = Field(10, ge=1)
@@ -92,6 +106,11 @@ class TrainConfig(BaseModel):
             raise ValueError(f"best_metric {self.best_metric!r} is not one of recall@1/5/10, mrr@10, ndcg@10")
         if self.eval_every and not self.eval_queries:
             raise ValueError("eval_every needs eval_queries")
+        if self.eval_corpus and not self.eval_queries:
+            raise ValueError("eval_corpus is set but eval_queries is not: no evaluation split can be built")
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other (resume continues the run in output_dir, "
+                             "overwrite deletes it)")
         return self
 
     @classmethod

@@ -80,11 +80,18 @@ class PairDataset(Dataset):
     example does not depend on worker scheduling and a resumed run sees the same examples.
     """
 
-    def __init__(self, data: TrainingData, *, num_hard_negatives: int = 0, seed: int = 0) -> None:
+    def __init__(self, data: TrainingData, *, num_hard_negatives: int = 0, seed: int = 0,
+                 augment: Callable[[Any, torch.Generator], Any] | None = None) -> None:
         self.data = data
         self.num_hard_negatives = num_hard_negatives
         self.seed = seed
+        self.augment = augment  # e.g. `augment.Augmentation()`: applied to every loaded image
         self.epoch = 0
+
+    def _augmented(self, item: Item | None, gen: torch.Generator) -> Item | None:
+        if self.augment is None or item is None or item.image is None or isinstance(item.image, str):
+            return item
+        return dataclasses.replace(item, image=self.augment(item.image, gen))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -110,6 +117,7 @@ class PairDataset(Dataset):
             errors.append(err)
         if loaded_query is None or positive is None:
             return {"skip": True, "errors": errors}
+        loaded_query, positive = self._augmented(loaded_query, gen), self._augmented(positive, gen)
         docs = [(doc_idx, positive)]
         for nid in neg_ids:
             nidx = self.data.doc_index[nid]
@@ -117,7 +125,7 @@ class PairDataset(Dataset):
             if err:
                 errors.append(err)
             else:
-                docs.append((nidx, neg))
+                docs.append((nidx, self._augmented(neg, gen)))
         positive_ids = [self.data.doc_index[p] for p in query.positives]
         return {"skip": False, "query": loaded_query, "positive_ids": positive_ids, "docs": docs, "errors": errors}
 
@@ -157,16 +165,18 @@ class PairCollator:
     """Examples -> model inputs. Documents are the positives (one per query, in query order)
     followed by the hard negatives; `query_positive_ids` lists all positives of each query (-1 pad)."""
 
-    def __init__(self, processor: Callable[..., dict[str, torch.Tensor]]) -> None:
+    def __init__(self, processor: Callable[..., dict[str, torch.Tensor]], prompts: dict[str, str] | None = None) -> None:
         self.processor = processor
+        self.prompts = dict(prompts or {})  # the model's "query" / "document" prompts, applied as in serving
 
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         errors = [e for ex in examples for e in ex["errors"]]
         good = [ex for ex in examples if not ex["skip"]]
         if not good:
             return {"size": 0, "errors": errors}
-        queries = [ex["query"] for ex in good]
+        queries = apply_prompt([ex["query"] for ex in good], self.prompts.get("query"), "query")
         docs = [ex["docs"][0] for ex in good] + [d for ex in good for d in ex["docs"][1:]]
+        docs = list(zip([i for i, _ in docs], apply_prompt([d for _, d in docs], self.prompts.get("document"), "document")))
         width = max(len(ex["positive_ids"]) for ex in good)
         pos = torch.full((len(good), width), -1, dtype=torch.long)
         for r, ex in enumerate(good):
@@ -179,6 +189,15 @@ class PairCollator:
             "query_positive_ids": pos,
             "doc_ids": torch.tensor([i for i, _ in docs], dtype=torch.long),
         }
+
+
+def apply_prompt(items: Sequence[Item], prompt: str | None, side: str) -> list[Item]:
+    """The serving path's prompt rule (`encoder.inputs.with_prompt`) applied to training items."""
+    if not prompt:
+        return list(items)
+    from ret2_plugin.encoder.inputs import with_prompt
+
+    return [with_prompt(item, prompt, side) for item in items]  # type: ignore[arg-type]
 
 
 class EncodeDataset(Dataset):
@@ -217,7 +236,16 @@ def make_loader(dataset: Dataset, *, collate_fn: Callable[..., Any], batch_sampl
         kwargs.update(batch_size=batch_size, shuffle=False)
     if num_workers > 0:
         kwargs["prefetch_factor"] = 2
+        kwargs["worker_init_fn"] = ignore_sigint
     return DataLoader(dataset, **kwargs)
+
+
+def ignore_sigint(_worker_id: int = 0) -> None:
+    """DataLoader workers ignore Ctrl-C (sent to the whole process group): the main process handles it,
+    saves a checkpoint, then shuts the workers down itself."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def move_to(inputs: dict[str, Any], device: torch.device) -> dict[str, Any]:

@@ -46,8 +46,9 @@ def plot_metrics(records: list[dict[str, Any]], path: str | Path) -> Path | None
     evals = [r for r in records if r.get("kind") == "eval"]
     if not train and not evals:
         return None
-    import matplotlib
+    from ret2_plugin.extras import require
 
+    matplotlib = require("matplotlib", "`plot: true` (training curves)")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

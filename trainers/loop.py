@@ -22,20 +22,25 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ret2_plugin.atomic import atomic_write_json
 from ret2_plugin.encoder.loader import saved_prompts, write_sentence_transformers_folder
+from ret2_plugin.extras import require
 from ret2_plugin.items import ItemError
 from ret2_plugin.precision import torch_dtype
 
 from . import checkpoint as ckpt
 from . import distributed as du
+from . import mining
+from .augment import Augmentation
 from .config import TrainConfig
-from .data import PairCollator, PairDataset, ResumableBatchSampler, TrainingData, make_loader, move_to
+from .data import PairCollator, PairDataset, ResumableBatchSampler, TrainingData, apply_prompt, make_loader, move_to
 from .evaluation import evaluate
 from .logging import MetricsLogger, plot_metrics
 from .losses import ContrastiveLoss, LossOutput
 from .optim import build_optimizer, param_groups, set_backbone_mode, warmup_cosine
+from .runctl import StopSignals, check_output_dir, clear_output_dir
+from .validate import DataValidationError, validate_run
 
 # settings a resume must share with the checkpoint (they fix the data order and the lr schedule)
-RESUME_KEYS = ("batch_size", "grad_accum_steps", "num_epochs", "max_steps", "world_size")
+RESUME_KEYS = ("batch_size", "grad_accum_steps", "num_epochs", "max_steps", "world_size", "augment", "mine_hard_negatives")
 
 
 class TrainModule(nn.Module):
@@ -83,14 +88,18 @@ def resolve_precision(config: TrainConfig, device: torch.device) -> str:
 
 
 class Trainer:
-    """`Trainer(config).train()` -> summary dict. `model` / `processor` may be passed in (tests)."""
+    """`Trainer(config).train()` -> summary dict. `model` / `processor` may be passed in (tests).
+
+    The constructor checks everything before step 1: the output directory (an earlier run needs
+    `resume` or `overwrite`), every data line and image (`validate.validate_run`; `strict` refuses any
+    bad item), then loads the model as serving does (`model_io.load_for_training`)."""
 
     def __init__(self, config: TrainConfig, *, model: Any = None, processor: Any = None) -> None:
-        from ret2_plugin.modeling import ReT2Model
-        from ret2_plugin.modeling.official import resolve_checkpoint_dir
-        from ret2_plugin.processing import ReT2Processor
+        from .model_io import load_for_training
 
         self.config = cfg = config
+        if cfg.plot:  # fail before step 1, not after the run: matplotlib is the `train` extra
+            require("matplotlib", "`plot: true` (training curves)")
         du.init_from_env(cfg.ddp_backend)
         self.rank, self.world = du.rank(), du.world_size()
         self.device = resolve_device(cfg)
@@ -100,25 +109,45 @@ class Trainer:
         self.amp_dtype = None if self.precision == "fp32" else torch_dtype(self.precision)
         self.out = Path(cfg.output_dir)
         torch.manual_seed(cfg.seed)
-
-        folder = resolve_checkpoint_dir(cfg.model) if model is None or processor is None else None
-        self.model = model if model is not None else ReT2Model.from_pretrained(folder)
-        self.processor = processor if processor is not None else ReT2Processor.for_model(folder, self.model.config)
-        self._configure_backbones()
+        check_output_dir(self.out, resume=cfg.resume, overwrite=cfg.overwrite)
         self.errors: dict[tuple[str, int, str | None, str], ItemError] = {}
 
-        self.data = TrainingData.load(cfg.queries, cfg.corpus)
-        self._add_errors(self.data.errors)
-        self.eval_data = None
-        if cfg.eval_queries:
-            self.eval_data = TrainingData.load(cfg.eval_queries, cfg.eval_corpus or cfg.corpus)
-            self._add_errors(self.eval_data.errors)
-        self.dataset = PairDataset(self.data, num_hard_negatives=cfg.num_hard_negatives, seed=cfg.seed)
+        # every line, image and id checked before anything trains (and before the model loads)
+        self.data, self.eval_data, self.validation = validate_run(
+            cfg.queries, cfg.corpus, cfg.eval_queries, cfg.eval_corpus, image_workers=max(cfg.num_workers, 1) * 2,
+            min_train_queries=cfg.batch_size * self.world)
+        self._add_errors(self.validation.errors)
+        if du.is_main_process():
+            if cfg.overwrite:
+                clear_output_dir(self.out)
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.out / "validation_report.json", self.validation.to_dict())
+        du.barrier()
+        if cfg.strict and self.validation.errors:
+            raise DataValidationError(f"{len(self.validation.errors)} item(s) refused before training and strict is set: "
+                                      f"nothing was trained (report: {self.out / 'validation_report.json'})",
+                                      self.validation.errors)
+
+        self.prompts: dict[str, str] = {}
+        if model is None or processor is None:
+            loaded_model, loaded_processor, self.prompts = load_for_training(cfg.model)
+            model, processor = model or loaded_model, processor or loaded_processor
+        self.model, self.processor = model, processor
+        self._configure_backbones()
+        num_negatives = cfg.num_hard_negatives
+        if cfg.mine_hard_negatives:
+            self.model.to(self.device)
+            self.data = self._mine(self.data)
+            num_negatives = num_negatives or 1
+        augment = Augmentation(cfg.augment_min_scale, cfg.augment_flip, cfg.augment_jitter) if cfg.augment else None
+        self.dataset = PairDataset(self.data, num_hard_negatives=num_negatives, seed=cfg.seed, augment=augment)
         self.sampler = ResumableBatchSampler(len(self.dataset), cfg.batch_size, seed=cfg.seed, rank=self.rank, world_size=self.world)
-        self.loader = make_loader(self.dataset, collate_fn=PairCollator(self.processor), batch_sampler=self.sampler,
+        self.loader = make_loader(self.dataset, collate_fn=PairCollator(self.processor, self.prompts), batch_sampler=self.sampler,
                                   num_workers=cfg.num_workers, seed=cfg.seed, pin_memory=self.device.type == "cuda")
         per_epoch = max(len(self.sampler) // cfg.grad_accum_steps, 1)
         self.total_steps = cfg.max_steps or max(math.ceil(cfg.num_epochs * per_epoch), 1)
+        # with an eval split: evaluate 10 times over the run unless told otherwise
+        self.eval_every = cfg.eval_every or (max(1, math.ceil(self.total_steps / 10)) if self.eval_data else None)
 
         multi = bool(self.model.config.multi_vector)
         temperature = cfg.temperature or (1.0 if multi else 0.05)
@@ -141,6 +170,10 @@ class Trainer:
         self.step = self.epoch = self.batch_in_epoch = 0
         self.best: dict[str, Any] | None = None
         self.last_eval: dict[str, Any] | None = None
+        self.bad_evals = 0  # evaluations in a row without improvement (early stopping)
+        self.start_step = 0
+        self.stopped_early = False
+        self.last_save = time.monotonic()
         self.metrics = MetricsLogger(self.out / "metrics.jsonl", enabled=du.is_main_process())
         if cfg.resume:
             self._resume(cfg.resume)
@@ -161,6 +194,20 @@ class Trainer:
                 tower = getattr(self.model, f"{name}_backbone")
                 if mode != "frozen" and enable_checkpointing(tower):
                     self.checkpointed.append(name)
+
+    def _mine(self, data: TrainingData) -> TrainingData:
+        """Mined hard negatives (`mining`), computed once by rank 0 and read back on resume."""
+        path = self.out / mining.FILE_NAME
+        mined = mining.load(path, data) if self.config.resume else None
+        if mined is None:
+            if du.is_main_process():
+                mined = mining.mine(self.model, self.processor, data, self.config.mine_hard_negatives, device=self.device,
+                                    batch_size=self.config.eval_batch_size, prompts=self.prompts)
+                mining.save(path, data, mined)
+            du.barrier()
+            mined = mined if mined is not None else mining.load(path, data)
+        assert mined is not None
+        return mining.with_negatives(data, mined)
 
     def _add_errors(self, errors: list[ItemError]) -> None:
         for e in errors:
@@ -216,7 +263,19 @@ class Trainer:
     def train(self, *, stop_at_step: int | None = None) -> dict[str, Any]:
         """Train to `total_steps` (or stop early at `stop_at_step`, leaving a checkpoint); return a summary."""
         cfg, start = self.config, time.time()
+        self.start_step = self.step
         end = min(self.total_steps, stop_at_step or self.total_steps)
+        with StopSignals() as signals:
+            return self._run(start, end, signals)
+
+    def _agree(self, flag: bool) -> bool:
+        """True on every rank when it is True on any (signals and clocks are per process)."""
+        if self.world == 1:
+            return flag
+        return float(du.all_reduce_sum(torch.tensor(float(flag), device=self.device))) > 0
+
+    def _run(self, start: float, end: int, signals: StopSignals) -> dict[str, Any]:
+        cfg = self.config
         batches = self._batches()
         bar = None
         if cfg.progress and du.is_main_process():
@@ -226,7 +285,8 @@ class Trainer:
         window: list[dict[str, float]] = []
         tick = time.time()
         last_loss = float("nan")
-        while self.step < end:
+        interrupted: str | None = None
+        while self.step < end and not self._agree(signals.received is not None):
             stats = self._train_step(batches)
             window.append(stats)
             last_loss = stats["loss"]
@@ -239,36 +299,56 @@ class Trainer:
                 self.metrics.log({"kind": "train", "step": self.step, "epoch": self.epoch, **record,
                                   "lr": max(self.scheduler.get_last_lr()), "temperature": stats["temperature"], "steps_per_s": rate})
                 window, tick = [], time.time()
-            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < self.total_steps:
+            if self.eval_every and self.step % self.eval_every == 0 and self.step < self.total_steps:
                 self._evaluate_and_maybe_save()
+                patience = cfg.early_stopping_patience
+                if patience and self.bad_evals >= patience:
+                    self.stopped_early = True
+                    break
             elif cfg.save_every and self.step % cfg.save_every == 0:
                 self._save()
+            elif cfg.save_every_minutes and self._agree(time.monotonic() - self.last_save >= cfg.save_every_minutes * 60):
+                self._save()
+        if signals.received is not None or (self.step < end and not self.stopped_early):
+            interrupted = signals.received or "a signal to another rank"
         if bar is not None:
             bar.close()
-        finished = self.step >= self.total_steps
-        if not finished:
-            self._save()
-            return self._summary(start, last_loss, finished=False)
-        if cfg.eval_at_end and self.eval_data is not None:
+        finished = self.step >= self.total_steps or self.stopped_early
+        if not finished or interrupted:
+            if ckpt.latest_checkpoint(self.out / "checkpoints") != self._checkpoint_dir(self.step):
+                self._save()
+            self._gather_errors()
+            return self._report(self._summary(start, last_loss, finished=False, interrupted=interrupted))
+        if cfg.eval_at_end and self.eval_data is not None and not self.stopped_early:
             self._evaluate_and_maybe_save(final=True)
-        else:
+        elif ckpt.latest_checkpoint(self.out / "checkpoints") != self._checkpoint_dir(self.step):
             self._save()
         model_dir = self._export_final()
         self._gather_errors()
-        if cfg.plot and du.is_main_process():
-            plot_metrics(self.metrics.read(), self.out / "training_curves.png")
-        summary = self._summary(start, last_loss, finished=True, model_dir=model_dir)
+        return self._report(self._summary(start, last_loss, finished=True, model_dir=model_dir))
+
+    def _report(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """Write `train_report.json` (finished or not) and refresh the curves."""
         if du.is_main_process():
             atomic_write_json(self.out / "train_report.json", summary)
+        self._plot()
         du.barrier()
         return summary
+
+    def _plot(self) -> None:
+        if self.config.plot and du.is_main_process():
+            plot_metrics(self.metrics.read(), self.out / "training_curves.png")
+
+    def _checkpoint_dir(self, step: int) -> Path:
+        return self.out / "checkpoints" / f"step-{step:08d}"
 
     # ---- evaluation and checkpoints --------------------------------------------------------------
     def _evaluate_and_maybe_save(self, final: bool = False) -> None:
         improved = False
         if du.is_main_process():
             assert self.eval_data is not None
-            result = evaluate(self.model, self.processor, self.eval_data.queries, self.eval_data.corpus, device=self.device,
+            result = evaluate(self.model, self.processor, apply_prompt(self.eval_data.queries, self.prompts.get("query"), "query"),
+                              apply_prompt(self.eval_data.corpus, self.prompts.get("document"), "document"), device=self.device,
                               queries_file=self.eval_data.queries_file, corpus_file=self.eval_data.corpus_file,
                               batch_size=self.config.eval_batch_size, num_workers=self.config.num_workers, autocast_dtype=self.amp_dtype,
                               prompts=saved_prompts(self.config.model))
@@ -276,16 +356,19 @@ class Trainer:
             self.last_eval = {"step": self.step, **result}
             self.metrics.log({"kind": "eval", **self.last_eval})
             value = result[self.config.best_metric]
-            improved = self.best is None or value > self.best["value"]
+            improved = self.best is None or value > self.best["value"] + self.config.early_stopping_min_delta
         flag = du.all_reduce_sum(torch.tensor(float(improved), device=self.device))
+        self.bad_evals = 0 if float(flag) > 0 else self.bad_evals + 1
         if float(flag) > 0 or final or (self.config.save_every and self.step % self.config.save_every == 0):
             if du.is_main_process() and float(flag) > 0:
                 self.best = {"metric": self.config.best_metric, "value": self.last_eval[self.config.best_metric], "step": self.step}
             self._save()
+        self._plot()
 
     def _trainer_state(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "world_size": self.world,
-                "best": self.best, "total_steps": self.total_steps, "config": self.config.model_dump(mode="json")}
+                "best": self.best, "bad_evals": self.bad_evals, "total_steps": self.total_steps,
+                "config": self.config.model_dump(mode="json")}
 
     def _save(self) -> None:
         rng_states = ckpt.all_rng_states(self.device)  # a collective: every rank hands rank 0 its own
@@ -298,7 +381,9 @@ class Trainer:
                                         rng_states=rng_states)
             protect = {self.out / "checkpoints" / f"step-{self.best['step']:08d}"} if self.best else set()
             ckpt.prune_checkpoints(self.out / "checkpoints", self.config.keep_last, protect | {path})
+        self.last_save = time.monotonic()
         du.barrier()
+        self._plot()
 
     def _resume(self, where: str) -> None:
         from ret2_plugin.modeling import ReT2Model
@@ -316,6 +401,7 @@ class Trainer:
         self.scaler.load_state_dict(optim_state["scaler"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.best = state.get("best")
+        self.bad_evals = int(state.get("bad_evals", 0))
         ckpt.set_rng_state(ckpt.rng_for_rank(tensors, self.rank))
         self.metrics.truncate_after(self.step)
 
@@ -353,9 +439,19 @@ class Trainer:
             everyone = du.all_gather_json([e.to_dict() for e in self.errors.values()], self.device)
             self._add_errors([ItemError(**e) for rank_errors in everyone for e in rank_errors])
 
-    def _summary(self, start: float, last_loss: float, *, finished: bool, model_dir: Path | None = None) -> dict[str, Any]:
+    def _summary(self, start: float, last_loss: float, *, finished: bool, model_dir: Path | None = None,
+                 interrupted: str | None = None) -> dict[str, Any]:
+        """`steps_this_run` counts the steps this call ran (after a resume: not those before it);
+        `model_is` says whether `model_dir` holds the best evaluated checkpoint or the last weights."""
         errors = list(self.errors.values())
-        return {"finished": finished, "step": self.step, "total_steps": self.total_steps, "epoch": self.epoch,
+        model_is = None
+        if model_dir is not None:
+            model_is = "best" if self.config.select_best and self.best is not None else "last"
+        return {"finished": finished, "interrupted": interrupted, "stopped_early": self.stopped_early,
+                "start_step": self.start_step, "steps_this_run": self.step - self.start_step,
+                "checkpoint": str(self._checkpoint_dir(self.step)), "model_is": model_is,
+                "validation": {k: v for k, v in self.validation.to_dict().items() if k != "errors"},
+                "step": self.step, "total_steps": self.total_steps, "epoch": self.epoch,
                 "world_size": self.world, "device": str(self.device), "precision": self.precision,
                 "final_loss": last_loss, "best": self.best, "last_eval": self.last_eval,
                 "model_dir": str(model_dir) if model_dir else None, "seconds": round(time.time() - start, 2),
@@ -363,13 +459,25 @@ class Trainer:
                 "errors": [e.to_dict() for e in errors[:100]]}
 
 
+class TrainingInterrupted(Exception):
+    """`train()` was stopped by SIGINT / SIGTERM; a resumable checkpoint was written (`summary`)."""
+
+    def __init__(self, summary: dict[str, Any]) -> None:
+        super().__init__(f"training interrupted by {summary['interrupted']} at step {summary['step']}: checkpoint "
+                         f"{summary['checkpoint']} (continue with resume='auto')")
+        self.summary = summary
+
+
 def train(config: TrainConfig) -> Path:
     """Run a whole training and return the directory of the final model (encoder format); a process
-    group that the trainer joined here is destroyed at the end."""
+    group that the trainer joined here is destroyed at the end. Raises `TrainingInterrupted` when a
+    signal stopped it (after saving a checkpoint)."""
     created = not du.is_distributed()
     try:
         summary = Trainer(config).train()
     finally:
         if created:
             du.destroy_process_group()
+    if summary["interrupted"]:
+        raise TrainingInterrupted(summary)
     return Path(summary["model_dir"])

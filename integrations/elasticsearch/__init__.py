@@ -6,6 +6,10 @@ with the shared validation), `sender` (bulk requests under faults: bisection, de
 timeouts), `backend` (the protocol).
 """
 
+from ret2_plugin.extras import require
+
+require("elasticsearch", "the Elasticsearch index backend")  # else a one-line error naming the extra to install
+
 from .backend import ElasticsearchBackend
 from .connection import ElasticsearchConnectionError, backend_options_from_args
 from .filters import to_es_query

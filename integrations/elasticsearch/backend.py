@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ret2_plugin.index import (
-    IndexMismatchError, IndexRecord, SearchHit, WriteReport, as_float32, check_ids, check_top_k, maxsim,
+    IndexMismatchError, IndexNotFoundError, IndexRecord, SearchHit, WriteReport, as_float32, check_ids, check_top_k, maxsim,
 )
 
 from . import mapping as mp
@@ -109,7 +109,7 @@ class ElasticsearchBackend:
         layout = read_layout(client, location)
         if layout is None:
             if dim is None:
-                raise ValueError(f"Elasticsearch index {location!r} does not exist at {where}; pass dim= to create it")
+                raise IndexNotFoundError(f"Elasticsearch index {location!r} does not exist at {where}; pass dim= to create it")
             body = mp.build_index_body(dim=dim, multi_vector=multi_vector, similarity=similarity, info=info, **mapping_options)
             create_index(client, location, body)
             layout = read_layout(client, location)
@@ -175,7 +175,7 @@ class ElasticsearchBackend:
                 raise RuntimeError(f"delete failed for {len(real)} ids, first: {real[0]}")
             deleted += len(ids) - missing
             self._dirty = True
-        query = to_es_query(filters, self._meta_prefix, self._text_field)
+        query = to_es_query(filters, self._meta_prefix, self.layout.get("content_filter_field"))
         if query is not None:
             self._refresh_if_dirty(force=self._dirty)  # delete_by_query only sees refreshed documents
             deleted += delete_matching(self.client, self.index, query)
@@ -243,7 +243,7 @@ class ElasticsearchBackend:
 
     def count(self, filters: dict[str, Any] | None = None) -> int:
         self._refresh_if_dirty()
-        query = to_es_query(filters, self._meta_prefix, self._text_field)
+        query = to_es_query(filters, self._meta_prefix, self.layout.get("content_filter_field"))
         return int(self.client.count(index=self.index, query=query or {"match_all": {}})["count"])
 
     def get(self, ids: Sequence[str]) -> list[IndexRecord]:
@@ -259,7 +259,7 @@ class ElasticsearchBackend:
         """Ids of the documents that match `filters` (all without), in index order."""
         from elasticsearch.helpers import scan
 
-        query = to_es_query(filters, self._meta_prefix, self._text_field) or {"match_all": {}}
+        query = to_es_query(filters, self._meta_prefix, self.layout.get("content_filter_field")) or {"match_all": {}}
         self._refresh_if_dirty()
         hits = scan(self.client, index=self.index, query={"query": query, "sort": ["_doc"]}, _source=False, preserve_order=True)
         return [hit["_id"] for hit in hits]
@@ -298,7 +298,7 @@ class ElasticsearchBackend:
             raise ValueError(f"top_k must be at most {MAX_NUM_CANDIDATES} on Elasticsearch, got {top_k!r}")
         self._refresh_if_dirty()
         vector = self._encoder.vector_for_query(query)
-        filter_query = to_es_query(filters, self._meta_prefix, self._text_field)
+        filter_query = to_es_query(filters, self._meta_prefix, self.layout.get("content_filter_field"))
         window = top_k if text is None else min(MAX_NUM_CANDIDATES, rank_window or max(2 * top_k, 20))
         k = window
         if self.multi_vector:

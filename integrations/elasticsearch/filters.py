@@ -7,7 +7,9 @@ null, and Haystack treats both as None, so the two agree. Ordering with a string
 comparison; it runs as a range on the keyword field, which orders ISO strings of one format (what
 `date_detection: false` keeps) chronologically. Fields: `meta.<key>` (or a bare `<key>`) -> the meta
 field (`meta.<key>` in ret2's v1 layout, `<key>` at the top level in Haystack's layout, which ret2
-writes since v2), `id` -> `_id`, `content` -> the text field.
+writes since v2), `id` -> `_id`, `content` -> its exact keyword copy `content.keyword` (layout v2; texts
+longer than `mapping.CONTENT_KEYWORD_MAX` characters are not in it); where an index has no such copy (v1,
+indexes Haystack wrote) a filter on `content` raises FilterError rather than running on analysed text.
 """
 
 from __future__ import annotations
@@ -20,16 +22,19 @@ MATCH_NONE: dict[str, Any] = {"bool": {"must_not": {"match_all": {}}}}
 _RANGE = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
 
 
-def to_es_query(filters: dict[str, Any] | None, meta_prefix: str = "", text_field: str = "content") -> dict[str, Any] | None:
+def to_es_query(filters: dict[str, Any] | None, meta_prefix: str = "", text_field: str | None = "content.keyword") -> dict[str, Any] | None:
     """The ES query for a Haystack filter (None for no filter). Raises FilterError on bad input."""
     canonical = normalize_filters(filters)
     return None if canonical is None else _node(canonical, meta_prefix, text_field)
 
 
-def es_field(field: str, meta_prefix: str, text_field: str) -> str:
+def es_field(field: str, meta_prefix: str, text_field: str | None) -> str:
     if field == "id":
         return "_id"
     if field == "content":
+        if text_field is None:
+            raise FilterError("this Elasticsearch index has no exact (keyword) copy of `content`: filtering on content "
+                              "is not supported on it (indexes ret2 creates since layout v2 have one)")
         return text_field
     if field.startswith("meta."):
         return f"{meta_prefix}{field[5:]}"
@@ -50,7 +55,7 @@ def _equal(field: str, value: Any, op: str) -> dict[str, Any]:
     return {"term": {field: _scalar(value, op, field)}}
 
 
-def _node(node: dict[str, Any], prefix: str, text_field: str) -> dict[str, Any]:
+def _node(node: dict[str, Any], prefix: str, text_field: str | None) -> dict[str, Any]:
     if "field" not in node:
         op = node["operator"]
         parts = [_node(c, prefix, text_field) for c in node["conditions"]]

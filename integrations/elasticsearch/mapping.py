@@ -30,6 +30,7 @@ from ret2_plugin.index import IndexMismatchError
 VECTOR_FIELD = "embedding"
 TOKENS_FIELD = "tokens"
 META_VERSION = 2
+CONTENT_KEYWORD_MAX = 8191  # texts up to this many characters are also indexed exactly (filters on `content`)
 INDEX_TYPES = ("hnsw", "int8_hnsw", "int4_hnsw", "bbq_hnsw", "flat", "int8_flat", "int4_flat", "bbq_flat")
 ES_SIMILARITY = {"cosine": "cosine", "dot_product": "max_inner_product", "max_inner_product": "max_inner_product"}
 # Quantized HNSW re-scores oversample x k candidates with the raw float vectors. Measured on our node
@@ -97,7 +98,7 @@ def build_index_body(
     properties: dict[str, Any] = {
         VECTOR_FIELD: vector,
         "id": {"type": "keyword"},
-        "content": {"type": "text"},
+        "content": {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": CONTENT_KEYWORD_MAX}}},
         "file_path": {"type": "keyword"},
         "content_hash": {"type": "keyword"},
         "blob": {"type": "object", "enabled": False},
@@ -149,6 +150,9 @@ def describe_mapping(name: str, mapping: dict[str, Any]) -> dict[str, Any]:
         # layout v1: `text` + `meta.*`; v2 and Haystack's ElasticsearchDocumentStore: `content`, meta at the top
         "text_field": "text" if _is_v1(ours, properties) else "content",
         "meta_prefix": "meta." if _is_v1(ours, properties) else "",
+        # exact filters on `content` need its keyword copy (layout v2); None: refused with FilterError
+        "content_filter_field": "content.keyword"
+        if properties.get("content", {}).get("fields", {}).get("keyword", {}).get("type") == "keyword" else None,
     }
 
 

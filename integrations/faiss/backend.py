@@ -27,7 +27,7 @@ import faiss
 import numpy as np
 
 from ret2_plugin.filters import normalize_filters
-from ret2_plugin.index import SIMILARITIES, IndexRecord, WriteReport, check_ids
+from ret2_plugin.index import SIMILARITIES, IndexNotFoundError, IndexRecord, WriteReport, check_ids
 
 from . import factory, files
 from .keys import doc_keys, faiss_ids
@@ -129,7 +129,7 @@ class FaissBackend(FaissReads):
     def _create(cls, directory: Path, dim: int | None, multi_vector: bool, similarity: str, info: dict[str, Any] | None,
                 index_type: str | None, train_min: int | None, options: dict[str, Any]) -> FaissBackend:
         if dim is None:
-            raise ValueError(f"FAISS index {directory} does not exist; pass dim= to create it")
+            raise IndexNotFoundError(f"FAISS index {directory} does not exist; pass dim= to create it")
         if not isinstance(dim, int) or dim <= 0:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
         if similarity not in SIMILARITIES:

@@ -15,6 +15,7 @@ that does not exist yet needs `embedding_dim`). Writes are persisted after each 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -29,7 +30,7 @@ from haystack.errors import FilterError as HaystackFilterError
 
 from ret2_plugin import plugins
 from ret2_plugin.filters import FilterError, normalize_filters
-from ret2_plugin.index import IndexRecord, check_similarity
+from ret2_plugin.index import IndexNotFoundError, IndexRecord, check_similarity
 from ret2_plugin.integrations.haystack import metadata
 from ret2_plugin.integrations.haystack.backend_options import (
     check_options,
@@ -61,6 +62,14 @@ def haystack_filter_errors() -> Iterator[None]:
 def _haystack_filters(filters: dict[str, Any] | None) -> dict[str, Any] | None:
     with haystack_filter_errors():
         return normalize_filters(filters)
+
+
+def _raise_partial(report: Any, verb: str) -> None:
+    """DocumentStoreError naming every document the backend refused or could not confirm (the others are done)."""
+    problems = list(report.failed) + [(doc_id, f"outcome unknown: {why}") for doc_id, why in getattr(report, "unknown", [])]
+    if problems:
+        detail = "; ".join(f"{doc_id}: {reason}" for doc_id, reason in problems[:20])
+        raise DocumentStoreError(f"{len(problems)} document(s) were not {verb} ({report.written} were): {detail}")
 
 
 def document_to_record(doc: Document, similarity: str) -> IndexRecord:
@@ -138,9 +147,7 @@ class ReT2DocumentStore:
         options = resolve_options(self.backend_options)
         try:
             self._index = backend_cls.open(self.location, **options)
-        except ValueError as exc:
-            if "does not exist" not in str(exc):
-                raise
+        except (IndexNotFoundError, FileNotFoundError):
             dim = self.embedding_dim or dim
             if dim is None:
                 return None
@@ -221,7 +228,7 @@ class ReT2DocumentStore:
         ids = [d.id for d in documents]
         existing = {r.id for r in index.get(list(dict.fromkeys(ids)))}
         if policy in (DuplicatePolicy.NONE, DuplicatePolicy.FAIL):
-            repeated = sorted({i for i in ids if ids.count(i) > 1} | existing)
+            repeated = sorted({i for i, n in Counter(ids).items() if n > 1} | existing)
             if repeated:
                 raise DuplicateDocumentError(f"ID(s) {', '.join(repeated)} already exist in the document store")
             todo = documents
@@ -237,9 +244,7 @@ class ReT2DocumentStore:
         similarity = getattr(index, "similarity", self.similarity)
         report = index.add([document_to_record(d, similarity) for d in todo])
         index.persist()
-        if report.failed:
-            detail = "; ".join(f"{doc_id}: {reason}" for doc_id, reason in report.failed[:20])
-            raise DocumentStoreError(f"{len(report.failed)} document(s) were not written ({report.written} were): {detail}")
+        _raise_partial(report, "written")
         return report.written
 
     def delete_documents(self, document_ids: list[str]) -> None:
@@ -286,8 +291,7 @@ class ReT2DocumentStore:
             record.meta = {**record.meta, **meta}
         report = index.add(records)
         index.persist()
-        if report.failed:
-            raise DocumentStoreError(f"update failed for {len(report.failed)} document(s): {report.failed[:5]}")
+        _raise_partial(report, "updated")
         return report.written
 
     # --- metadata summaries (Haystack's optional store methods) --------------------------------------

@@ -4,7 +4,7 @@ Like Haystack's retrievers it takes a `document_store` (`ReT2DocumentStore` over
 `backend=` / `location=` form is a shortcut for `document_store=ReT2DocumentStore(backend=, location=)`.
 The backend is chosen by name through the plugin registry (`"faiss"`, `"elasticsearch"`, `"memory"`, or
 one a third-party plugin adds) and opened in `warm_up`. Filters use Haystack syntax, combined with the
-init-time filters by `filter_policy`. With `query` text as well, backends that have BM25
+init-time filters by `filter_policy`. With `hybrid=True` and `query` text, backends that have BM25
 (Elasticsearch) run hybrid retrieval (kNN + BM25 fused by RRF; `score` is then the RRF score).
 """
 
@@ -24,7 +24,11 @@ from haystack.document_stores.types.filter_policy import apply_filter_policy
 from ret2_plugin import plugins
 from ret2_plugin.filters import normalize_filters
 from ret2_plugin.index import SearchHit
-from ret2_plugin.integrations.haystack.document_store import ReT2DocumentStore, haystack_filter_errors
+from ret2_plugin.integrations.haystack.document_store import (
+    ReT2DocumentStore,
+    haystack_filter_errors,
+    record_to_document,
+)
 from ret2_plugin.integrations.haystack.backend_options import (
     check_options,
     deserialize_options,
@@ -66,6 +70,7 @@ class ReT2Retriever:
         top_k: int = 10,
         filter_policy: str | FilterPolicy = FilterPolicy.REPLACE,
         score_threshold: float | None = None,
+        hybrid: bool = False,
     ) -> None:
         """
         :param document_store: The `ReT2DocumentStore` to search (or give backend / location instead).
@@ -76,7 +81,9 @@ class ReT2Retriever:
         :param filters: Haystack-syntax filters applied to every query.
         :param top_k: Maximum number of Documents to return.
         :param filter_policy: How runtime filters combine with `filters` (replace or merge).
-        :param score_threshold: Drop hits scoring below this value.
+        :param score_threshold: Drop hits scoring below this value (a cosine; not with `hybrid`).
+        :param hybrid: Also run BM25 on the `query` text and fuse it with kNN by RRF (scores are then RRF
+            scores); needs a backend with BM25 (Elasticsearch). Off: a `query` input is ignored.
         """
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
@@ -93,7 +100,10 @@ class ReT2Retriever:
             self._filters = normalize_filters(self.filters) or {}  # canonical: MERGE only combines canonical filters
         self.top_k = top_k
         self.filter_policy = FilterPolicy.from_str(filter_policy) if isinstance(filter_policy, str) else filter_policy
+        if hybrid and score_threshold is not None:
+            raise ValueError("score_threshold is a cosine and hybrid scores are RRF scores: use one or the other")
         self.score_threshold = score_threshold
+        self.hybrid = hybrid
         self._index: Any = None
 
     def warm_up(self) -> None:
@@ -125,6 +135,7 @@ class ReT2Retriever:
             top_k=self.top_k,
             filter_policy=self.filter_policy.value,
             score_threshold=self.score_threshold,
+            hybrid=self.hybrid,
         )
 
     @classmethod
@@ -149,7 +160,7 @@ class ReT2Retriever:
         """Retrieve the nearest Documents, best first, with `score` set.
 
         :param query_embedding: The query vector (e.g. from `ReT2QueryEmbedder`).
-        :param query: Query text for hybrid retrieval (kNN + BM25, RRF-fused) on backends with BM25.
+        :param query: Query text for the BM25 side when the retriever was created with `hybrid=True`.
         :param filters: Runtime filters, combined with the init filters by `filter_policy`.
         :param top_k: Overrides the init `top_k`.
         """
@@ -161,7 +172,9 @@ class ReT2Retriever:
         vector = np.asarray(query_embedding, dtype=np.float32)
         combined = apply_filter_policy(self.filter_policy, self._filters, runtime) or None
         extra: dict[str, Any] = {}
-        if query:
+        if self.hybrid:
+            if not query:
+                raise ValueError("a hybrid ReT2Retriever needs the query text (`query` input) for its BM25 side")
             if "text" not in inspect.signature(self._index.search).parameters:
                 raise ValueError(f"the {type(self._index).__name__} index has no BM25: hybrid retrieval (query=) needs "
                                  "a backend that supports it, e.g. elasticsearch")
@@ -170,7 +183,12 @@ class ReT2Retriever:
             hits = self._index.search(vector, top_k=self.top_k if top_k is None else top_k, filters=combined, **extra)
         if self.score_threshold is not None:
             hits = [hit for hit in hits if hit.score >= self.score_threshold]
-        return {"documents": [hit_to_document(hit) for hit in hits]}
+        if self.document_store is None:
+            return {"documents": [hit_to_document(hit) for hit in hits]}
+        # the stored documents (blob, embedding as written, meta), in hit order with the hit's score
+        records = {r.id: r for r in self._index.get([hit.id for hit in hits])}
+        return {"documents": [record_to_document(records[h.id], score=h.score) if h.id in records else hit_to_document(h)
+                              for h in hits]}
 
     @component.output_types(documents=list[Document])
     async def run_async(

@@ -14,7 +14,6 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-import numpy as np
 from haystack import component, default_from_dict, default_to_dict
 from haystack.dataclasses import Document
 
@@ -32,19 +31,6 @@ from ret2_plugin.integrations.haystack.backend_options import (
 logger = logging.getLogger(__name__)
 
 PUBLIC_MODULE = "haystack_integrations.components.writers.ret2"
-
-
-def document_to_record(doc: Document) -> IndexRecord:
-    """`meta["file_path"]` becomes the record's image reference; the rest of meta stays filterable."""
-    meta = {k: v for k, v in doc.meta.items() if k != "file_path"}
-    image = doc.meta.get("file_path")
-    return IndexRecord(
-        id=doc.id,
-        embedding=np.asarray(doc.embedding, dtype=np.float32),
-        text=doc.content,
-        image=str(image) if image is not None else None,
-        meta=meta,
-    )
 
 
 @component
@@ -117,9 +103,10 @@ class ReT2DocumentWriter:
         return default_from_dict(cls, data)
 
     def _record(self, doc: Document) -> IndexRecord:
-        if self.document_store is not None:  # the store's own mapping, so its filter_documents reads it back
-            return store_record(doc, self.document_store.similarity)
-        return document_to_record(doc)
+        """The store's one Document -> record mapping (blob, meta["file_path"] kept), so
+        `ReT2DocumentStore.filter_documents` reads back what either form of the writer wrote."""
+        similarity = self.document_store.similarity if self.document_store is not None else self.similarity
+        return store_record(doc, similarity)
 
     @component.output_types(documents_written=int, failed_documents=list[Document])
     def run(self, documents: list[Document]) -> dict[str, Any]:
@@ -140,7 +127,8 @@ class ReT2DocumentWriter:
             report = index.add(records)
             index.persist()
             written = report.written
-            failed.extend((by_id[doc_id], reason) for doc_id, reason in report.failed)
+            problems = list(report.failed) + [(i, f"outcome unknown: {why}") for i, why in getattr(report, "unknown", [])]
+            failed.extend((by_id.get(doc_id) or Document(id=doc_id), reason) for doc_id, reason in problems)
         for doc, reason in failed:
             logger.warning("document %s not written: %s", doc.id, reason)
         failed_docs = [replace(doc, meta={**doc.meta, "write_error": reason}) for doc, reason in failed]

@@ -102,6 +102,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unavailable(backend: str) -> str:
+    """"  [unavailable: ...]" when the backend's optional dependency is missing (names the extra)."""
+    from ret2_plugin.plugins import get_index_backend
+
+    try:
+        get_index_backend(backend)
+    except ImportError as exc:
+        return f"  [unavailable: {exc}]"
+    return ""
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     from ret2_plugin.plugins import registered
 
@@ -112,7 +123,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         for kind, entries in found.items():
             print(f"{kind}:")
             for name, provider in entries.items():
-                print(f"  {name:<16} {provider}")
+                print(f"  {name:<16} {provider}{_unavailable(name) if kind == 'index_backends' else ''}")
     return 0
 
 
@@ -213,6 +224,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, KeyError, ValueError, IndexStorageError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"ret2: error: {' '.join(str(message).split())}", file=sys.stderr)  # one line
+        return 2
+    except ModuleNotFoundError as exc:  # an optional dependency: one line naming the extra to install
+        from ret2_plugin.extras import MissingExtraError, missing_extra
+
+        error = exc if isinstance(exc, MissingExtraError) else missing_extra(exc, f"`ret2 {args.command}`")
+        if error is None:
+            raise
+        print(f"ret2: error: {error}", file=sys.stderr)
         return 2
 
 

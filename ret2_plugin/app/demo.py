@@ -53,7 +53,7 @@ def run_demo(
     errors: list[ItemError] = []
     corpus_file = EXAMPLES / "corpus.jsonl"
     if not corpus_file.is_file():
-        raise FileNotFoundError(f"example corpus not found at {corpus_file} (run from a source checkout)")
+        raise FileNotFoundError(f"example corpus not found at {corpus_file} (it ships in the ret2-plugin wheel: reinstall the package)")
     corpus, heldout = _subset(
         list(read_jsonl(corpus_file, errors)), list(read_jsonl(EXAMPLES / "queries_heldout.jsonl", errors)), quick
     )

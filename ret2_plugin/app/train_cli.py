@@ -21,6 +21,8 @@ _FLAGS: dict[str, tuple[str, Any]] = {
     "--device": ("device", str), "--workers": ("num_workers", int), "--eval-every": ("eval_every", int),
     "--save-every": ("save_every", int), "--resume": ("resume", str), "--seed": ("seed", int),
     "--hard-negatives": ("num_hard_negatives", int), "--temperature": ("temperature", float),
+    "--mine-hard-negatives": ("mine_hard_negatives", int), "--patience": ("early_stopping_patience", int),
+    "--save-every-minutes": ("save_every_minutes", float),
 }
 
 
@@ -34,6 +36,11 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["compile"] = True
     if args.json or args.no_progress:
         out["progress"] = False
+    for flag in ("strict", "overwrite", "augment"):
+        if getattr(args, flag):
+            out[flag] = True
+    for tower in args.freeze or []:
+        out[f"{tower}_backbone"] = "frozen"
     out.update(parse_overrides(args.set or []))
     return out
 
@@ -46,16 +53,38 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from ret2_plugin.trainers import distributed as du
 
+    from ret2_plugin.trainers.runctl import EXIT_CODES
+    from ret2_plugin.trainers.validate import DataValidationError
+
     config = TrainConfig.load(args.config, _train_overrides(args))
     config.model = resolve_model(config.model)
     try:
-        return _train_and_report(Trainer(config), args)
+        try:
+            trainer = Trainer(config)  # checks the output dir and every item before step 1
+        except DataValidationError as exc:
+            for err in exc.errors[:50]:
+                print(f"  {err.file}:{err.line} (id={err.id!r}): {err.reason}", file=sys.stderr)
+            if not config.strict:
+                raise
+            print(f"ret2: error: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("ret2: interrupted before training started: nothing to save", file=sys.stderr)
+            return EXIT_CODES["SIGINT"]
+        if du.is_main_process() and not args.json:
+            report = trainer.validation
+            print(f"checked {sum(report.checked.values())} item(s) and {report.images_checked} image(s): "
+                  f"{len(report.errors)} refused", file=sys.stderr)
+            for line in report.lines(20):
+                print(f"  {line}", file=sys.stderr)
+        return _train_and_report(trainer, args)
     finally:
         du.destroy_process_group()
 
 
 def _train_and_report(trainer: Any, args: argparse.Namespace) -> int:
     from ret2_plugin.trainers import distributed as du
+    from ret2_plugin.trainers.runctl import EXIT_CODES
 
     summary = trainer.train()
     if not du.is_main_process():
@@ -63,14 +92,34 @@ def _train_and_report(trainer: Any, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        best = summary.get("best") or {}
-        print(f"trained {summary['step']} steps in {summary['seconds']}s, final loss {summary['final_loss']:.4f}; "
-              f"model saved to {summary['model_dir']}" + (f"; best {best.get('metric')} {best.get('value'):.4f} at step {best.get('step')}" if best else ""))
+        print(_describe(summary))
         for err in summary["errors"][:20]:
             print(f"  skipped {err['file']}:{err['line']} (id={err['id']!r}): {err['reason']}", file=sys.stderr)
         if summary["num_errors"]:
             print(f"{summary['num_errors']} bad item(s) reported and skipped", file=sys.stderr)
+    if summary["interrupted"]:
+        return EXIT_CODES.get(summary["interrupted"], 1)
     return 1 if args.strict and summary["num_errors"] else 0
+
+
+def _describe(summary: dict[str, Any]) -> str:
+    """One honest line: steps run in this session, what `model_dir` holds, why the run ended."""
+    steps = summary["steps_this_run"]
+    where = f" (steps {summary['start_step'] + 1}-{summary['step']} of {summary['total_steps']})" if summary["start_step"] else ""
+    head = f"trained {steps} step{'s' * (steps != 1)}{where} in {summary['seconds']}s, final loss {summary['final_loss']:.4f}"
+    if summary["interrupted"]:
+        return (f"{head}; interrupted by {summary['interrupted']}: checkpoint {summary['checkpoint']} "
+                "(continue with --resume auto)")
+    best, last = summary.get("best") or {}, summary.get("last_eval") or {}
+    tail = "; stopped early (no improvement)" if summary["stopped_early"] else ""
+    if summary["model_is"] == "best" and best:
+        return f"{head}; model saved to {summary['model_dir']}: best {best['metric']} {best['value']:.4f} at step {best['step']}{tail}"
+    metric = best.get("metric") or "recall@5"
+    evaluated = f" (last evaluation at step {last['step']}: {metric} {last[metric]:.4f})" if metric in last else ""
+    if last:
+        evaluated += (f"; its best {metric} {best['value']:.4f} (step {best['step']}) is not the saved model (select_best is off)"
+                      if best and best.get("step") != summary["step"] else "")
+    return f"{head}; model saved to {summary['model_dir']}: the last weights{evaluated}{tail}"
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -118,7 +167,10 @@ def add_train_commands(subparsers: Any) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the training module")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config field (repeatable)")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--strict", action="store_true", help="exit 1 when any item was bad")
+    p.add_argument("--strict", action="store_true", help="refuse to train (exit 1) when any item is bad")
+    p.add_argument("--overwrite", action="store_true", help="delete an earlier run in --output-dir and start over")
+    p.add_argument("--augment", action="store_true", help="random crop / flip / colour jitter on training images")
+    p.add_argument("--freeze", action="append", choices=["text", "vision"], help="freeze a tower (repeatable)")
     p.add_argument("--json", action="store_true", help="print the JSON summary")
     p.set_defaults(func=cmd_train)
 

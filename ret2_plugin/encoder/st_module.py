@@ -135,8 +135,12 @@ class ReT2Encoder(InputModule):
     # ---- forward -----------------------------------------------------------------------------------
     def forward(self, features: dict[str, torch.Tensor | Any], task: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """Fuse per modality group (text only / image only / joint), so a text-only group never runs the
-        vision tower and mixed batches give exactly the vectors of each item encoded alone."""
-        side = side_of(task)
+        vision tower and mixed batches give exactly the vectors of each item encoded alone.
+
+        The side comes from `task` (`encode_query` / `encode_document`) or, when that is not given, from
+        `features["task"]`: sentence-transformers' data collator stamps each column's `router_mapping`
+        task there and its losses call `model(features)` without the keyword."""
+        side = side_of(task if task is not None else features.get("task"))
         param = next(self.model.parameters())
         inputs = {
             key: features[key].to(param.device, param.dtype if features[key].is_floating_point() else None)

@@ -50,6 +50,18 @@ def test_blob_no_embedding_and_written_embedding_round_trip(store):
     # only the document with an embedding is searchable; the other is filterable only
     hits = ReT2Retriever(document_store=store).run(query_embedding=[1.0] + [0.0] * 7)["documents"]
     assert [h.id for h in hits] == ["img"] and hits[0].score == pytest.approx(0.6)
+    # the retriever hands back the stored document: blob, embedding as written, meta
+    assert hits[0].blob == png and hits[0].embedding == docs[0].embedding and hits[0].meta == docs[0].meta
+
+
+def test_writer_shortcut_and_store_form_store_the_same(tmp_path):
+    """`ReT2DocumentWriter(backend=, location=)` is `document_store=ReT2DocumentStore(backend=, location=)`:
+    one Document -> record mapping (blob and meta["file_path"] kept)."""
+    png = ByteStream(data=b"bytes", mime_type="image/png")
+    doc = Document(id="d", content="c", blob=png, meta={"file_path": "x.png"}, embedding=_vectors(1)[0].tolist())
+    location = str(tmp_path / "ix")
+    assert ReT2DocumentWriter(backend="faiss", location=location).run(documents=[doc])["documents_written"] == 1
+    assert ReT2DocumentStore(backend="faiss", location=location).filter_documents() == [doc]
 
 
 def test_first_write_without_embedding_needs_a_dimension(tmp_path):
@@ -59,6 +71,16 @@ def test_first_write_without_embedding_needs_a_dimension(tmp_path):
     assert store.count_documents() == 0 and store.filter_documents() == []
     with pytest.raises(FilterError):  # validated even before the index exists
         store.filter_documents({"conditions": []})
+
+
+@pytest.mark.parametrize("backend", ["memory", "faiss"])
+def test_backends_say_index_not_found_by_type(backend, tmp_path):
+    """The store creates an index when `open` raises IndexNotFoundError, not by reading the message."""
+    from ret2_plugin.index import IndexNotFoundError
+    from ret2_plugin.plugins import get_index_backend
+
+    with pytest.raises(IndexNotFoundError):
+        get_index_backend(backend).open(str(tmp_path / "none") if backend == "faiss" else f"none-{uuid.uuid4().hex}")
 
 
 def test_faiss_store_persists_and_reopens_in_a_new_instance(tmp_path):
@@ -86,6 +108,15 @@ def test_haystack_document_writer_and_ret2_writer_take_the_store(store):
     assert sorted(d.id for d in store.filter_documents()) == ["w0", "w1", "w2", "w3"]
     assert asyncio.run(store.count_documents_async()) == 4
     assert asyncio.run(store.filter_documents_async({"field": "id", "operator": "==", "value": "w3"})) == [docs[3]]
+
+
+def test_hybrid_retriever_needs_bm25_and_query_text(store):
+    store.write_documents([Document(id="a", content="x", embedding=_vectors(1)[0].tolist())])
+    retriever = ReT2Retriever(document_store=store, hybrid=True)
+    with pytest.raises(ValueError, match="needs the query text"):
+        retriever.run(query_embedding=_vectors(1)[0].tolist())
+    with pytest.raises(ValueError, match="no BM25"):
+        retriever.run(query_embedding=_vectors(1)[0].tolist(), query="x")
 
 
 def test_retriever_needs_a_store_or_a_location():

@@ -18,7 +18,7 @@ from haystack.testing.document_store import (
 )
 
 from haystack_integrations.document_stores.ret2 import ReT2DocumentStore
-from tests.document_store.test_haystack_suite import ASYNC_SUITE
+from tests.document_store.test_haystack_suite import ASYNC_SUITE, _Suite
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +37,18 @@ class TestElasticsearchBackend(DocumentStoreBaseTests, DeleteAllTest, DeleteByFi
         """Elasticsearch returns documents in index order, not write order (elasticsearch-haystack's own
         suite compares them sorted by id too); everything else must be equal."""
         assert sorted(received, key=lambda d: d.id) == sorted(expected, key=lambda d: d.id)
+
+    test_content_and_id_filters = _Suite.test_content_and_id_filters
+
+    def test_content_filter_needs_the_keyword_copy(self, es_client, index_name):
+        """An index without an exact copy of `content` (v1, or Haystack's) refuses content filters."""
+        from haystack.errors import FilterError
+
+        es_client.indices.create(index=index_name, mappings={"properties": {
+            "embedding": {"type": "dense_vector", "dims": 4, "similarity": "cosine"}, "content": {"type": "text"}}})
+        store = ReT2DocumentStore(backend="elasticsearch", location=index_name, backend_options={"client": es_client})
+        with pytest.raises(FilterError, match="keyword"):
+            store.filter_documents({"field": "content", "operator": "==", "value": "x"})
 
     def test_write_documents(self, document_store: ReT2DocumentStore):
         """The default policy is InMemoryDocumentStore's: a duplicate id raises, nothing is overwritten."""
@@ -62,6 +74,7 @@ class TestElasticsearchBackend(DocumentStoreBaseTests, DeleteAllTest, DeleteByFi
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not ASYNC_SUITE, reason="pytest-asyncio (dev extra) is not installed")
 class TestElasticsearchBackendAsync(*ASYNC_SUITE):
     """Haystack's async DocumentStore test classes on the real node (slow: CI runs them)."""
 

@@ -131,3 +131,25 @@ def test_documents_written_through_the_ret2_store_read_back_in_haystack(es_node,
         assert theirs[doc.id].to_dict() == {**doc.to_dict(), "score": theirs[doc.id].score}
     assert sorted(d.id for d in ours.filter_documents()) == ["img", "txt"]
     assert ours.filter_documents({"field": "meta.lang", "operator": "==", "value": "en"}) == [docs[1]]
+
+
+def test_hybrid_retriever_on_the_store(es_client, index_name):
+    """`ReT2Retriever(hybrid=True)` fuses kNN with BM25 on the `query` text (RRF scores); without
+    hybrid the `query` input is ignored."""
+    from haystack import Document
+
+    from haystack_integrations.components.retrievers.ret2 import ReT2Retriever
+    from haystack_integrations.document_stores.ret2 import ReT2DocumentStore
+
+    vectors = unit_vectors(30, 16, seed=13)
+    store = ReT2DocumentStore(backend="elasticsearch", location=index_name, backend_options={"client": es_client})
+    texts = [f"plain note {i}" for i in range(30)]
+    texts[17] = "penny black postage stamp"
+    store.write_documents([Document(id=f"d{i}", content=t, embedding=v.tolist()) for i, (t, v) in enumerate(zip(texts, vectors))])
+    hybrid = ReT2Retriever(document_store=store, top_k=3, hybrid=True).run(query_embedding=vectors[2].tolist(), query="penny black")
+    ids = [d.id for d in hybrid["documents"]]
+    assert "d2" in ids and "d17" in ids and all(0 < d.score <= 2 / 61 for d in hybrid["documents"])
+    plain = ReT2Retriever(document_store=store, top_k=3).run(query_embedding=vectors[2].tolist(), query="penny black")
+    assert plain["documents"][0].id == "d2" and "d17" not in [d.id for d in plain["documents"]]
+    with pytest.raises(ValueError, match="RRF"):
+        ReT2Retriever(document_store=store, hybrid=True, score_threshold=0.5)
