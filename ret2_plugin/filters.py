@@ -165,7 +165,9 @@ def _iso_date(value: str) -> datetime | None:
         return None
 
 
-def _looks_like_iso_date(value: Any) -> bool:
+def looks_like_iso_date(value: Any) -> bool:
+    """True for a string shaped like an ISO-8601 date or date-time (`YYYY-MM-DD[T ...]`): the one rule
+    every backend uses to decide that a filter value is compared as a date, not as text."""
     return (isinstance(value, str) and len(value) >= 10 and value[:4].isdigit() and value[4] == "-"
             and value[5:7].isdigit() and value[7] == "-" and value[8:10].isdigit()
             and (len(value) == 10 or value[10] in "Tt "))
@@ -184,7 +186,7 @@ def _equal(value: Any, wanted: Any) -> bool:
     for candidate in (value, wanted):
         if isinstance(candidate, datetime):
             dates.append(candidate)
-        elif _looks_like_iso_date(candidate):
+        elif looks_like_iso_date(candidate):
             try:
                 dates.append(datetime.fromisoformat(candidate))
             except ValueError:

@@ -9,8 +9,10 @@ running again resumes (items stored with the same content hash are skipped, upse
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ from ret2_plugin.index import IndexBackend, IndexRecord, WriteReport
 from ret2_plugin.items import _NOT_FILES, Item, ItemError, read_jsonl
 from ret2_plugin.processing.images import confine
 from ret2_plugin.workers import BoundedWorker
+
+log = logging.getLogger(__name__)
 
 DEFAULT_COMMIT_EVERY = 10_000  # documents between durable saves during `index_items`
 DEFAULT_COMMIT_SECONDS = 300.0  # or seconds, whichever comes first
@@ -31,7 +35,8 @@ class IndexSummary:
     indexed: int = 0
     unchanged: int = 0
     failed: list[ItemError] = field(default_factory=list)
-    unknown: list[ItemError] = field(default_factory=list)  # sent, but the backend never confirmed the write
+    # sent but never confirmed by the backend, or embedded but not sent because the run stopped
+    unknown: list[ItemError] = field(default_factory=list)
     commits: int = 0  # durable saves made during the run (periodic ones + the final one)
 
     @property
@@ -167,7 +172,20 @@ def index_items(
     `image_root`: refuse (per item) local images outside this folder. `commit_every` documents /
     `commit_seconds` seconds: make the writes durable (`backend.persist()`) that often during the run,
     so a killed run loses at most the last chunk; the end of the run always commits. A failed
-    periodic save stops the run like any backend failure (`IndexingAborted`)."""
+    periodic save stops the run like any backend failure (`IndexingAborted`). A backend with a
+    `run_deadline()` (Elasticsearch's `deadline` option) gets one deadline for the whole run."""
+    run_deadline = getattr(backend, "run_deadline", None)  # a backend's time budget covers this whole run
+    with run_deadline() if run_deadline is not None else nullcontext():
+        return _index_items(items, backend, encoder, source=source, batch_size=batch_size, num_workers=num_workers,
+                            show_progress_bar=show_progress_bar, summary=summary, root=root, image_root=image_root,
+                            commit_every=commit_every, commit_seconds=commit_seconds)
+
+
+def _index_items(
+    items: Iterable[Item], backend: IndexBackend, encoder: Any, *, source: str, batch_size: int, num_workers: int,
+    show_progress_bar: bool, summary: IndexSummary | None, root: str | Path | None, image_root: str | Path | None,
+    commit_every: int | None, commit_seconds: float | None,
+) -> IndexSummary:
     from ret2_plugin.encoder import iter_embeddings
 
     summary = summary or IndexSummary()
@@ -185,13 +203,17 @@ def index_items(
     reports: list[WriteReport] = []
 
     def write(records: list[IndexRecord]) -> None:
-        if errors:
-            return  # the run is stopping: batches still queued are not sent (a re-run embeds them)
+        if errors:  # the run is stopping: batches still queued are not sent (a re-run embeds them)
+            reports.append(WriteReport(unknown=[(r.id, f"not sent: the run stopped ({errors[0]})") for r in records]))
+            return
         try:
             report = backend.add(records)
         except Exception as exc:  # the backend as a whole: the run stops, raised below with the summary
             errors.append(exc)
-            reports.append(getattr(exc, "report", None) or WriteReport())  # what landed before it failed
+            landed = getattr(exc, "report", None)  # what the backend knows landed / failed before it failed
+            reports.append(landed if landed is not None else WriteReport(
+                unknown=[(r.id, f"outcome unknown: the backend failed during this batch ({exc})") for r in records]
+            ))
             return
         reports.append(report)
         if committer.due(report.written):
@@ -256,6 +278,8 @@ def _persist(backend: IndexBackend, errors: list[BaseException]) -> None:
     except Exception as exc:
         if not errors:
             errors.append(exc)
+        else:  # reported second to the run's own error, but never lost
+            log.warning("could not make the written items durable after %s: %s: %s", errors[0], type(exc).__name__, exc)
 
 
 def index_corpus(

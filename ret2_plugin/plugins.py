@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
-import sys
 import threading
 from typing import Any
 
@@ -71,23 +70,34 @@ def reset() -> None:
 
 
 def _collect(hook_name: str) -> dict[str, tuple[Any, str]]:
-    """name -> (object, provider) over every plugin implementing the hook, called through
-    `pm.hook` (so pluggy's order, `tryfirst` / `trylast` and wrappers apply). Pluggy calls the
-    plugin registered last first, so the first registration of a name wins: a plugin overrides a
-    built-in of the same name, and dict order is call order (plugins first, built-ins last)."""
+    """name -> (object, provider) over every plugin implementing the hook.
+
+    Each plugin's hookimpl is called on its own, through `pm.subset_hook_caller` (so pluggy's order,
+    `tryfirst` / `trylast` and the wrappers of other plugins still apply), with a `register` closure
+    that knows which plugin it belongs to: no stack inspection, so decorated hookimpls and plugins
+    sharing one function are attributed correctly.
+
+    Which registration wins for a name: across plugins, the one called first (pluggy calls the plugin
+    registered last first, `tryfirst` ahead), so a plugin overrides a built-in of the same name and
+    dict order is call order (plugins first, built-ins last); within one plugin that registers a
+    name twice, its last registration wins."""
     load_plugins()
-    caller = getattr(pm.hook, hook_name)
-    # which plugin is registering: the hookimpl whose code is on the stack when `register` runs
-    owners = {getattr(impl.function, "__code__", None): impl.plugin_name for impl in caller.get_hookimpls()}
+    impls = getattr(pm.hook, hook_name).get_hookimpls()
+    wrappers = [impl.plugin for impl in impls if impl.hookwrapper or impl.wrapper]
     found: dict[str, tuple[Any, str]] = {}
+    for impl in reversed(impls):  # pluggy's call order: the list is called back to front
+        if impl.hookwrapper or impl.wrapper:
+            continue
+        others = [p for p in pm.get_plugins() if p is not impl.plugin and not any(p is w for w in wrappers)]
+        own: dict[str, Any] = {}
 
-    def register(name: str, obj: Any) -> None:
-        frame, owner = sys._getframe(1), None
-        while frame is not None and owner is None:
-            owner, frame = owners.get(frame.f_code), frame.f_back
-        found.setdefault(name, (obj, _providers.get(owner, owner) if owner else "unknown"))
+        def register(name: str, obj: Any, _own: dict[str, Any] = own) -> None:
+            _own[name] = obj
 
-    caller(register=register)
+        pm.subset_hook_caller(hook_name, remove_plugins=others)(register=register)
+        provider = _providers.get(impl.plugin_name, impl.plugin_name)
+        for name, obj in own.items():
+            found.setdefault(name, (obj, provider))
     return found
 
 

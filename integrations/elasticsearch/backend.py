@@ -25,7 +25,7 @@ from .bulk import BulkSettings, RecordEncoder, decode_tokens, write_records
 from .connection import CONNECTION_KEYS, check_connection, connect, describe
 from .filters import to_es_query
 from .layout import IMAGE_FIELD, LayoutEncoder, meta_of
-from .maintenance import copy_index, delete_matching
+from .maintenance import create_index, delete_matching, read_layout, recreate, reindex
 from .queries import MAX_NUM_CANDIDATES, bm25_body, default_num_candidates, knn_body, raw_similarity, rrf_fuse
 from .sender import Deadline, DeadlineExceeded, ElasticsearchUnavailable
 
@@ -55,7 +55,8 @@ class ElasticsearchBackend:
         self._progress = progress
         self._connection = dict(connection or {})  # kept to open sibling indexes (reindex); never printed
         self._dirty = False
-        self._deadline = Deadline(deadline)  # the run's time budget, counted from here
+        self._deadline_seconds = deadline  # each call's (or each `run_deadline()` run's) time budget
+        self._run_deadline: Deadline | None = None
         self._request_timeout = float(self._connection.get("request_timeout") or 30)
         self._meta_prefix: str = layout.get("meta_prefix", "meta.")
         self._text_field: str = layout.get("text_field", "text")
@@ -88,8 +89,9 @@ class ElasticsearchBackend:
         int4_hnsw | bbq_hnsw | flat | int8_flat | ..., `m`, `ef_construction`, `confidence_interval`,
         `oversample`, `shards`, `replicas`), bulk (`chunk_size`, `max_chunk_bytes`, `bulk_max_retries`,
         `initial_backoff`, `max_backoff`), `refresh` (None = refresh before reads after writes,
-        True, "wait_for", False), `progress` (tqdm bar while adding) and `deadline` (seconds from open for
-        the whole run's writes and look-ups; past it, DeadlineExceeded with the report so far).
+        True, "wait_for", False), `progress` (tqdm bar while adding) and `deadline` (seconds for each `add`, `persist` or
+        `content_hashes` call, counted from its start, or for a whole run inside `run_deadline()`,
+        which `index_items` uses; past it, DeadlineExceeded with the report so far).
         """
         connection = {k: options.pop(k) for k in CONNECTION_KEYS if k in options}
         mapping_options = {k: options.pop(k) for k in mp.MAPPING_OPTIONS if k in options}
@@ -105,13 +107,13 @@ class ElasticsearchBackend:
         where = describe(connection)
         client = connect(**dict(connection))
         check_connection(client, where)
-        layout = _read_layout(client, location)
+        layout = read_layout(client, location)
         if layout is None:
             if dim is None:
                 raise IndexNotFoundError(f"Elasticsearch index {location!r} does not exist at {where}; pass dim= to create it")
             body = mp.build_index_body(dim=dim, multi_vector=multi_vector, similarity=similarity, info=info, **mapping_options)
-            _create(client, location, body)
-            layout = _read_layout(client, location)
+            create_index(client, location, body)
+            layout = read_layout(client, location)
             assert layout is not None
             mp.check_compatible(location, layout, dim=dim, multi_vector=multi_vector, similarity=similarity)
         else:
@@ -138,7 +140,7 @@ class ElasticsearchBackend:
                 report = write_records(
                     self.client, self.index, records, self._encoder, self._bulk,
                     refresh=policy if policy is not None else False, progress=self._progress,
-                    deadline=self._deadline, where=self._where, request_timeout=self._request_timeout,
+                    deadline=self._call_deadline(), where=self._where, request_timeout=self._request_timeout,
                 )
         except PermissionError:
             raise
@@ -188,17 +190,31 @@ class ElasticsearchBackend:
     def persist(self) -> None:
         """Refresh (searchable) and flush (Lucene commit). Bulk writes are already durable in the translog."""
         with self._translated("refreshing"):
-            client = self._reads()
+            client = self._reads(self._call_deadline())
             client.indices.refresh(index=self.index)
             client.indices.flush(index=self.index)
         self._dirty = False
 
-    def _reads(self) -> Any:
+    @contextmanager
+    def run_deadline(self) -> Iterator[None]:
+        """One deadline for every call inside (an indexing run: its adds, look-ups and commits), counted
+        from entering; outside, each call gets its own. A store kept open for hours never runs out."""
+        outer, self._run_deadline = self._run_deadline, Deadline(self._deadline_seconds)
+        try:
+            yield
+        finally:
+            self._run_deadline = outer
+
+    def _call_deadline(self) -> Deadline:
+        """The running `run_deadline()`'s budget, else a fresh one for this call."""
+        return self._run_deadline or Deadline(self._deadline_seconds)
+
+    def _reads(self, deadline: Deadline) -> Any:
         """The client for look-ups during a run: timeout cut to the deadline, no resend after a timeout
         (a stalled node costs one timeout; a dead node of a cluster is still skipped)."""
-        if self._deadline.expired():
-            raise DeadlineExceeded(f"{self._deadline.describe()} passed (Elasticsearch index {self.index!r} at {self._where})")
-        return self.client.options(request_timeout=self._deadline.timeout(self._request_timeout), retry_on_timeout=False)
+        if deadline.expired():
+            raise DeadlineExceeded(f"{deadline.describe()} passed (Elasticsearch index {self.index!r} at {self._where})")
+        return self.client.options(request_timeout=deadline.timeout(self._request_timeout), retry_on_timeout=False)
 
     @contextmanager
     def _translated(self, what: str) -> Iterator[None]:
@@ -256,9 +272,10 @@ class ElasticsearchBackend:
     def content_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         ids = check_ids(ids)
         hashes: dict[str, str] = {}
+        deadline = self._call_deadline()
         for start in range(0, len(ids), 1000):
             with self._translated("looking up content hashes"):
-                docs = self._reads().mget(index=self.index, ids=list(ids[start:start + 1000]), source_includes=["content_hash"])
+                docs = self._reads(deadline).mget(index=self.index, ids=list(ids[start:start + 1000]), source_includes=["content_hash"])
             for doc in docs["docs"]:
                 value = doc.get("_source", {}).get("content_hash") if doc.get("found") else None
                 if value:
@@ -341,83 +358,18 @@ class ElasticsearchBackend:
             hits = [h for h in hits if h.score >= threshold]
         return hits[:top_k]
 
-    # -- maintenance ------------------------------------------------------------------------------
+    # -- maintenance (maintenance.py) -------------------------------------------------------------
     def reindex(self, new_index: str, *, alias: str | None = None, **mapping_options: Any) -> ElasticsearchBackend:
         """Copy every stored vector into `new_index` with another mapping (e.g. hnsw -> int8_hnsw)
         without re-embedding: server-side `_reindex` (scroll + bulk where the cluster lacks it); then
         optionally move `alias` onto the new index. The source index is left as it was."""
-        unknown = set(mapping_options) - set(mp.MAPPING_OPTIONS)
-        if unknown:
-            raise TypeError(f"reindex accepts mapping options {list(mp.MAPPING_OPTIONS)}, got {sorted(unknown)}")
-        if self.client.indices.exists(index=new_index):
-            raise ValueError(f"Elasticsearch index {new_index!r} already exists; reindex needs a new name")
-        self._refresh_if_dirty(force=True)
-        body = mp.build_index_body(dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity,
-                                   info=self.info, **mapping_options)
-        _create(self.client, new_index, body)
-        if self._v1:  # layout v1 -> v2: documents change shape, so they are decoded and re-encoded here
-            from elasticsearch.helpers import scan
-
-            target_layout = _read_layout(self.client, new_index)
-            assert target_layout is not None
-            target = type(self)(self.client, new_index, target_layout, where=self._where, bulk=self._bulk, refresh=True,
-                                connection={**self._connection, "client": self.client})
-            hits = scan(self.client, index=self.index, query={"query": {"match_all": {}}}, size=self._bulk.chunk_size)
-            report = target.add(self._encoder.record(h["_id"], h["_source"]) for h in hits)
-            if report.failed:
-                raise RuntimeError(f"reindex {self.index!r} -> {new_index!r}: {len(report.failed)} documents failed, "
-                                   f"first: {report.failed[0]}")
-        else:
-            copy_index(self.client, self.index, new_index, chunk_size=self._bulk.chunk_size)
-        if alias:
-            actions: list[dict[str, Any]] = [{"add": {"index": new_index, "alias": alias}}]
-            if self.client.indices.exists_alias(name=alias):
-                actions.insert(0, {"remove": {"index": "*", "alias": alias}})
-            self.client.indices.update_aliases(actions=actions)
-        layout = _read_layout(self.client, new_index)
-        assert layout is not None
-        return type(self)(self.client, new_index, layout, where=self._where, bulk=self._bulk, refresh=self._refresh,
-                          progress=self._progress, connection={**self._connection, "client": self.client})
+        return reindex(self, new_index, alias=alias, **mapping_options)
 
     def recreate(self) -> None:
         """Delete the index and create it again, empty, with its mappings and settings (what Haystack's
         `delete_all_documents(recreate_index=True)` does). An alias is emptied by deleting its documents."""
-        self._check_writable()
-        found = self.client.indices.get(index=self.index)
-        if list(found) != [self.index]:
-            self.delete(filters=None, ids=self.ids())
-            return
-        settings = found[self.index]["settings"]
-        for key in ("uuid", "creation_date", "provided_name", "version"):
-            settings["index"].pop(key, None)
-        self.client.indices.delete(index=self.index)
-        self.client.indices.create(index=self.index, settings=settings, mappings=found[self.index]["mappings"])
-        self._dirty = False
+        recreate(self)
 
     def drop(self) -> None:
         """Delete the whole index (tests, benchmarks)."""
         self.client.indices.delete(index=self.index, ignore_unavailable=True)
-
-
-def _read_layout(client: Any, name: str) -> dict[str, Any] | None:
-    from elasticsearch import NotFoundError
-
-    try:
-        mappings = client.indices.get_mapping(index=name)
-    except NotFoundError:
-        return None
-    if len(mappings) != 1:
-        raise ValueError(f"{name!r} names {len(mappings)} Elasticsearch indexes ({sorted(mappings)}); use one index")
-    (concrete,) = mappings.values()
-    return mp.describe_mapping(name, concrete["mappings"])
-
-
-def _create(client: Any, name: str, body: dict[str, Any]) -> None:
-    from elasticsearch import BadRequestError
-
-    try:
-        client.indices.create(index=name, settings=body["settings"], mappings=body["mappings"])
-    except BadRequestError as exc:
-        if exc.error == "resource_already_exists_exception":
-            return  # created meanwhile by another writer; the caller re-reads and checks its mapping
-        raise ValueError(f"cannot create Elasticsearch index {name!r}: {exc.message}: {exc.info}") from exc

@@ -1,4 +1,5 @@
-"""Delete-by-filter and index copy, server-side where the cluster can, client-side where it cannot.
+"""Index administration: create / read the layout, recreate, reindex (v1 -> v2 conversion included), and
+delete-by-filter and index copy, server-side where the cluster can, client-side where it cannot.
 
 `_delete_by_query` and `_reindex` live in Elasticsearch's `reindex` module, which every normal
 distribution ships but the integ-test distribution used by our test node does not (the endpoint answers
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import mapping as mp
 from .connection import long_running
 
 
@@ -86,3 +88,84 @@ def copy_index(client: Any, source: str, dest: str, *, chunk_size: int = 500) ->
     if errors:
         raise RuntimeError(f"copying {source!r} -> {dest!r} failed for {len(errors)} documents, first: {errors[0]}")
     return int(copied)
+
+
+def read_layout(client: Any, name: str) -> dict[str, Any] | None:
+    """The ret2 layout of index (or alias) `name` from its mapping; None when it does not exist."""
+    from elasticsearch import NotFoundError
+
+    try:
+        mappings = client.indices.get_mapping(index=name)
+    except NotFoundError:
+        return None
+    if len(mappings) != 1:
+        raise ValueError(f"{name!r} names {len(mappings)} Elasticsearch indexes ({sorted(mappings)}); use one index")
+    (concrete,) = mappings.values()
+    return mp.describe_mapping(name, concrete["mappings"])
+
+
+def create_index(client: Any, name: str, body: dict[str, Any]) -> None:
+    """Create `name` with `body`'s settings and mappings; one created meanwhile by another writer is kept."""
+    from elasticsearch import BadRequestError
+
+    try:
+        client.indices.create(index=name, settings=body["settings"], mappings=body["mappings"])
+    except BadRequestError as exc:
+        if exc.error == "resource_already_exists_exception":
+            return  # created meanwhile by another writer; the caller re-reads and checks its mapping
+        raise ValueError(f"cannot create Elasticsearch index {name!r}: {exc.message}: {exc.info}") from exc
+
+
+def reindex(backend: Any, new_index: str, *, alias: str | None = None, **mapping_options: Any) -> Any:
+    """Copy every stored vector into `new_index` with another mapping (e.g. hnsw -> int8_hnsw)
+    without re-embedding: server-side `_reindex` (scroll + bulk where the cluster lacks it); then
+    optionally move `alias` onto the new index. The source index is left as it was."""
+    unknown = set(mapping_options) - set(mp.MAPPING_OPTIONS)
+    if unknown:
+        raise TypeError(f"reindex accepts mapping options {list(mp.MAPPING_OPTIONS)}, got {sorted(unknown)}")
+    if backend.client.indices.exists(index=new_index):
+        raise ValueError(f"Elasticsearch index {new_index!r} already exists; reindex needs a new name")
+    backend._refresh_if_dirty(force=True)
+    body = mp.build_index_body(dim=backend.dim, multi_vector=backend.multi_vector, similarity=backend.similarity,
+                               info=backend.info, **mapping_options)
+    create_index(backend.client, new_index, body)
+    if backend._v1:  # layout v1 -> v2: documents change shape, so they are decoded and re-encoded here
+        from elasticsearch.helpers import scan
+
+        target_layout = read_layout(backend.client, new_index)
+        assert target_layout is not None
+        target = type(backend)(backend.client, new_index, target_layout, where=backend._where, bulk=backend._bulk,
+                               refresh=True, connection={**backend._connection, "client": backend.client})
+        hits = scan(backend.client, index=backend.index, query={"query": {"match_all": {}}}, size=backend._bulk.chunk_size)
+        report = target.add(backend._encoder.record(h["_id"], h["_source"]) for h in hits)
+        if report.failed:
+            raise RuntimeError(f"reindex {backend.index!r} -> {new_index!r}: {len(report.failed)} documents failed, "
+                               f"first: {report.failed[0]}")
+    else:
+        copy_index(backend.client, backend.index, new_index, chunk_size=backend._bulk.chunk_size)
+    if alias:
+        actions: list[dict[str, Any]] = [{"add": {"index": new_index, "alias": alias}}]
+        if backend.client.indices.exists_alias(name=alias):
+            actions.insert(0, {"remove": {"index": "*", "alias": alias}})
+        backend.client.indices.update_aliases(actions=actions)
+    layout = read_layout(backend.client, new_index)
+    assert layout is not None
+    return type(backend)(backend.client, new_index, layout, where=backend._where, bulk=backend._bulk,
+                         refresh=backend._refresh, progress=backend._progress,
+                         connection={**backend._connection, "client": backend.client})
+
+
+def recreate(backend: Any) -> None:
+    """Delete the index and create it again, empty, with its mappings and settings (what Haystack's
+    `delete_all_documents(recreate_index=True)` does). An alias is emptied by deleting its documents."""
+    backend._check_writable()
+    found = backend.client.indices.get(index=backend.index)
+    if list(found) != [backend.index]:
+        backend.delete(filters=None, ids=backend.ids())
+        return
+    settings = found[backend.index]["settings"]
+    for key in ("uuid", "creation_date", "provided_name", "version"):
+        settings["index"].pop(key, None)
+    backend.client.indices.delete(index=backend.index)
+    backend.client.indices.create(index=backend.index, settings=settings, mappings=found[backend.index]["mappings"])
+    backend._dirty = False

@@ -16,7 +16,7 @@ import math
 import re
 from typing import Any
 
-from ret2_plugin.filters import _looks_like_iso_date, meta_key
+from ret2_plugin.filters import looks_like_iso_date, meta_key
 
 NUMERIC = ("integer", "real", "true", "false")
 _SAFE_KEY = re.compile(r'^[^"\\\x00-\x1f]+$')
@@ -57,7 +57,7 @@ def _scalar_kind(value: Any) -> str:
             raise Untranslatable("non-finite float")
         return "number"
     if isinstance(value, str):
-        if _looks_like_iso_date(value):
+        if looks_like_iso_date(value):
             raise Untranslatable("ISO date string: Haystack compares it as a date")
         return "text"
     raise Untranslatable(f"value {value!r}")

@@ -64,7 +64,7 @@ def untrained_starter(seed: int = 0) -> tuple[ReT2Model, ReT2Processor]:
     image_processor = ViTImageProcessor(
         size={"height": 48, "width": 48}, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]
     )
-    processor = ReT2Processor(AutoTokenizer.from_pretrained(text), image_processor, max_length=32)
+    processor = ReT2Processor(AutoTokenizer.from_pretrained(text, trust_remote_code=False), image_processor, max_length=32)
     return model, processor
 
 

@@ -37,7 +37,7 @@ def build_backbone(config: dict[str, Any]) -> PreTrainedModel:
     """A randomly initialised tower from its config dict."""
     cfg = config_from_dict(config)
     kwargs = {"add_pooling_layer": False} if cfg.model_type in ("bert", "vit", "roberta", "xlm-roberta") else {}
-    model = AutoModel.from_config(cfg, **kwargs)
+    model = AutoModel.from_config(cfg, trust_remote_code=False, **kwargs)
     return model
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from ret2_plugin.index import MAX_ID_BYTES, IndexRecord, check_record_fields
 from ret2_plugin.integrations.elasticsearch.bulk import RecordEncoder
+from ret2_plugin.integrations.elasticsearch.layout import LayoutEncoder
 from ret2_plugin.integrations.elasticsearch.sender import Deadline, DeadlineExceeded, bounded
 
 pytestmark = pytest.mark.unit
@@ -68,5 +69,53 @@ def test_every_backend_refuses_a_600_byte_id_with_the_same_reason(tmp_path):
         InMemoryBackend.drop("memory-unit-long-id")
     report = FaissBackend.open(str(tmp_path / "ix"), dim=4).add(records)
     assert (report.written, report.failed) == (1, want)
-    with pytest.raises(ValueError, match="600 bytes long"):
-        RecordEncoder(dim=4, multi_vector=False, normalise_vectors=True).source(records[1])
+    for encoder in _encoders(4):  # Elasticsearch: layout v1 (older indexes) and v2 (every new index)
+        with pytest.raises(ValueError, match="600 bytes long"):
+            encoder.source(records[1])
+
+
+def _encoders(dim: int) -> list[RecordEncoder]:
+    return [RecordEncoder(dim=dim, multi_vector=False, normalise_vectors=True),
+            LayoutEncoder(dim=dim, multi_vector=False, similarity="cosine")]
+
+
+@pytest.mark.parametrize("encoder", _encoders(3), ids=["v1", "v2"])
+def test_both_layouts_refuse_bad_records_with_the_shared_reasons(encoder):
+    for bad, reason in ((np.zeros(3), "zero vector"), (np.array([1.0, np.nan, 0.0]), "NaN"), (np.ones(4), r"shape \(4,\)")):
+        with pytest.raises(ValueError, match=reason):
+            encoder.source(IndexRecord("a", bad))
+    with pytest.raises(ValueError, match="meta is not JSON-serialisable"):
+        encoder.source(IndexRecord("a", np.ones(3), meta={"s": {1, 2}}))
+    with pytest.raises(ValueError, match="text must be a string or None"):
+        encoder.source(IndexRecord("a", np.ones(3), text=5))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="query shape"):
+        encoder.vector_for_query(np.ones(2))
+
+
+@pytest.mark.parametrize("key", ["content", "id", "embedding", "blob", "content_hash", "file_path", "tokens"])
+def test_layout_v2_refuses_meta_keys_that_are_document_fields(key):
+    encoder = LayoutEncoder(dim=3, multi_vector=False, similarity="cosine")
+    with pytest.raises(ValueError, match=rf"meta key\(s\) \['{key}'\] are document fields .*rename them"):
+        encoder.source(IndexRecord("a", np.ones(3), meta={key: 1, "fine": 2}))
+
+
+def test_layout_v2_document_fields_blob_and_embedding_round_trip():
+    encoder = LayoutEncoder(dim=3, multi_vector=False, similarity="cosine")
+    written = [3.0, 0.0, 4.0]
+    blob = {"data": b"\x89PNG\x00\xff", "mime_type": "image/png", "meta": {"w": 2}}
+    record = IndexRecord("a", np.array(written), text="a heron", image="img/a.png", content_hash="h",
+                         meta={"file_path": "img/a.png", "k": [1, "x"]}, extra={"blob": blob, "embedding": written})
+    source = encoder.source(record)
+    assert source["id"] == "a" and source["content"] == "a heron" and source["file_path"] == "img/a.png"
+    assert source["k"] == [1, "x"] and source["content_hash"] == "h" and "meta" not in source  # meta flattened
+    assert source["blob"] == {"data": list(blob["data"]), "mime_type": "image/png", "meta": {"w": 2}}  # Haystack's form
+    assert source["embedding"] == written  # as written: the ES cosine field normalises internally
+    back = encoder.record("a", source)
+    assert (back.text, back.image, back.content_hash, back.meta) == ("a heron", "img/a.png", "h", {"k": [1, "x"]})
+    assert back.extra == {"blob": blob, "embedding": written}
+    np.testing.assert_allclose(back.embedding, written)
+    without = encoder.source(IndexRecord("b", np.array([0.0, 2.0, 0.0], np.float32)))
+    assert without["embedding"] == [0.0, 2.0, 0.0] and "blob" not in without and "content" not in without
+    for extra, reason in (({"other": 1}, "extra must be a dict"), ({"blob": {"data": "text"}}, "blob must be a dict")):
+        with pytest.raises(ValueError, match=reason):
+            encoder.source(IndexRecord("c", np.ones(3), extra=extra))

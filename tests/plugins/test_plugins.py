@@ -3,6 +3,7 @@ third-party backend used by the Haystack retriever, the CLI and a fresh process.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -213,10 +214,69 @@ def test_lookups_go_through_pm_hook_wrappers_order_and_overrides(load_plugins_en
     assert plugins.get_index_backend("memory") is _OverrideBackend
     assert plugins.registered()["index_backends"]["memory"] == "override"
     assert plugins.registered()["index_backends"]["toy"] == "toy-ret2-backend 0.1.0"
-    assert wrapping.calls == 3
+    # the wrapper wraps every plugin's registration, in each of the 3 lookups above
+    implementers = [i for i in plugins.pm.hook.register_index_backends.get_hookimpls() if not i.wrapper]
+    assert len(implementers) >= 3 and wrapping.calls == 3 * len(implementers)
     loaders = plugins.image_loaders()
     assert loaders[0] is _first_loader  # tryfirst
     assert loaders[1].__module__ == "toy_ret2_backend"
     assert [f.__name__ for f in loaders[-3:]] == ["load_local_image", "load_image_bytes", "load_url_image"]
     plugins.pm.unregister(override)
     assert plugins.get_index_backend("memory").name == "memory"
+
+
+def _decorated(function):  # type: ignore[no-untyped-def]
+    """A decorator around a hookimpl (logging, timing...): the provider must still be known."""
+
+    @functools.wraps(function)
+    def inner(*args, **kwargs):  # type: ignore[no-untyped-def]
+        return function(*args, **kwargs)
+
+    return inner
+
+
+class _DecoratedTwice:
+    """Registers `twice` twice (its last registration wins) through a decorated hookimpl."""
+
+    @hookimpl
+    @_decorated
+    def register_index_backends(self, register):  # type: ignore[no-untyped-def]
+        register("twice", _FirstTwice)
+        register("twice", _SecondTwice)
+
+
+class _FirstTwice:
+    name = "twice"
+
+
+class _SecondTwice:
+    name = "twice"
+
+
+def _shared_register(register):  # type: ignore[no-untyped-def]
+    register("shared", _FirstTwice)
+
+
+class _Shared:
+    """Two instances of this class are two plugins sharing one hookimpl function."""
+
+    register_index_backends = staticmethod(hookimpl(_shared_register))
+
+
+def test_provider_of_decorated_and_shared_hookimpls_and_the_winning_rule(load_plugins_env: pytest.MonkeyPatch) -> None:
+    """No stack walking: a decorated hookimpl and two plugins sharing one function are attributed to
+    their plugin; within a plugin the last registration of a name wins, across plugins the one
+    called first (registered last) wins."""
+    load_plugins_env.setenv("RET2_LOAD_PLUGINS", "")
+    plugins.load_plugins()
+    shared_a, shared_b = _Shared(), _Shared()
+    plugins.pm.register(_DecoratedTwice(), name="decorated")
+    plugins.pm.register(shared_a, name="shared-a")
+    plugins.pm.register(shared_b, name="shared-b")
+    backends = plugins.registered()["index_backends"]
+    assert backends["twice"] == "decorated"
+    assert plugins.get_index_backend("twice") is _SecondTwice
+    assert backends["shared"] == "shared-b"  # registered last, so called first
+    assert backends["memory"] == "ret2-plugin (built-in)"
+    plugins.pm.unregister(shared_b)
+    assert plugins.registered()["index_backends"]["shared"] == "shared-a"
