@@ -198,7 +198,7 @@ class BulkSender:
             except (ConnectionTimeout, TransportConnectionError) as exc:
                 timed_out = isinstance(exc, ConnectionTimeout)
                 last = f"{'no answer within the request timeout' if timed_out else 'connection failed'} ({exc.message})"
-                unreachable = not timed_out
+                unreachable = True  # refused, dropped or stalled: if it lasts, the run cannot go on
                 in_doubt.update(d.id for d in pending)
                 sent = len(pending)
                 pending = self._reconcile(pending, in_doubt, report)

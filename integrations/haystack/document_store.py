@@ -30,6 +30,7 @@ from haystack.errors import FilterError as HaystackFilterError
 from ret2_plugin import plugins
 from ret2_plugin.filters import FilterError, normalize_filters
 from ret2_plugin.index import IndexRecord, check_similarity
+from ret2_plugin.integrations.haystack import metadata
 from ret2_plugin.integrations.haystack.backend_options import (
     check_options,
     deserialize_options,
@@ -289,6 +290,27 @@ class ReT2DocumentStore:
             raise DocumentStoreError(f"update failed for {len(report.failed)} document(s): {report.failed[:5]}")
         return report.written
 
+    # --- metadata summaries (Haystack's optional store methods) --------------------------------------
+
+    def _metas(self, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        return [d.meta for d in self.filter_documents(filters)]
+
+    def count_unique_metadata_by_filter(self, filters: dict[str, Any], metadata_fields: list[str]) -> dict[str, int]:
+        """Number of distinct values of each field among the documents matching `filters`."""
+        return metadata.count_unique(self._metas(filters), metadata_fields)
+
+    def get_metadata_fields_info(self) -> dict[str, dict[str, str]]:
+        """Meta field -> {"type": "keyword" | "int" | "float" | "boolean"}, from the stored values."""
+        return metadata.fields_info(self._metas())
+
+    def get_metadata_field_min_max(self, metadata_field: str) -> dict[str, Any]:
+        return metadata.min_max(self._metas(), metadata_field)
+
+    def get_metadata_field_unique_values(self, metadata_field: str, search_term: str | None = None, from_: int = 0,
+                                         size: int = 10, filters: dict[str, Any] | None = None) -> tuple[list[Any], int]:
+        """(a page of the distinct values, how many there are); `search_term`: case-insensitive substring."""
+        return metadata.unique_values(self._metas(filters), metadata_field, search_term, from_, size)
+
     # --- async variants (the backends are synchronous: run in a worker thread) ----------------------
 
     async def _in_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -317,3 +339,16 @@ class ReT2DocumentStore:
 
     async def count_documents_by_filter_async(self, filters: dict[str, Any]) -> int:
         return await self._in_thread(self.count_documents_by_filter, filters)
+
+    async def count_unique_metadata_by_filter_async(self, filters: dict[str, Any], metadata_fields: list[str]) -> dict[str, int]:
+        return await self._in_thread(self.count_unique_metadata_by_filter, filters, metadata_fields)
+
+    async def get_metadata_fields_info_async(self) -> dict[str, dict[str, str]]:
+        return await self._in_thread(self.get_metadata_fields_info)
+
+    async def get_metadata_field_min_max_async(self, metadata_field: str) -> dict[str, Any]:
+        return await self._in_thread(self.get_metadata_field_min_max, metadata_field)
+
+    async def get_metadata_field_unique_values_async(self, metadata_field: str, search_term: str | None = None, from_: int = 0,
+                                                     size: int = 10, filters: dict[str, Any] | None = None) -> tuple[list[Any], int]:
+        return await self._in_thread(self.get_metadata_field_unique_values, metadata_field, search_term, from_, size, filters)

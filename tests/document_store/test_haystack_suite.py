@@ -11,10 +11,29 @@ from haystack.document_stores.errors import DuplicateDocumentError
 from haystack.document_stores.types import DuplicatePolicy
 from haystack.testing.document_store import (
     CountDocumentsByFilterTest,
+    CountUniqueMetadataByFilterTest,
     DeleteAllTest,
     DeleteByFilterTest,
     DocumentStoreBaseTests,
+    GetMetadataFieldMinMaxTest,
+    GetMetadataFieldsInfoTest,
+    GetMetadataFieldUniqueValuesTest,
     UpdateByFilterTest,
+)
+
+from haystack.testing.document_store_async import (
+    CountDocumentsAsyncTest,
+    CountDocumentsByFilterAsyncTest,
+    CountUniqueMetadataByFilterAsyncTest,
+    DeleteAllAsyncTest,
+    DeleteByFilterAsyncTest,
+    DeleteDocumentsAsyncTest,
+    FilterDocumentsAsyncTest,
+    GetMetadataFieldMinMaxAsyncTest,
+    GetMetadataFieldsInfoAsyncTest,
+    GetMetadataFieldUniqueValuesAsyncTest,
+    UpdateByFilterAsyncTest,
+    WriteDocumentsAsyncTest,
 )
 
 from haystack_integrations.document_stores.ret2 import ReT2DocumentStore
@@ -23,7 +42,26 @@ from ret2_plugin.integrations.memory import InMemoryBackend
 pytestmark = pytest.mark.unit
 
 
-class _Suite(DocumentStoreBaseTests, DeleteAllTest, DeleteByFilterTest, UpdateByFilterTest, CountDocumentsByFilterTest):
+try:  # Haystack's async test classes need pytest-asyncio (in the dev extra)
+    import pytest_asyncio  # noqa: F401
+
+    ASYNC_SUITE: tuple[type, ...] = (
+        CountDocumentsAsyncTest, CountDocumentsByFilterAsyncTest, CountUniqueMetadataByFilterAsyncTest,
+        DeleteAllAsyncTest, DeleteByFilterAsyncTest, DeleteDocumentsAsyncTest, FilterDocumentsAsyncTest,
+        GetMetadataFieldMinMaxAsyncTest, GetMetadataFieldsInfoAsyncTest, GetMetadataFieldUniqueValuesAsyncTest,
+        UpdateByFilterAsyncTest, WriteDocumentsAsyncTest)
+except ImportError:  # pragma: no cover
+    ASYNC_SUITE = ()
+
+
+def test_haystack_async_suite_runs():
+    if not ASYNC_SUITE:
+        pytest.skip("pytest-asyncio (dev extra) is not installed: Haystack's async DocumentStore tests did not run")
+
+
+class _Suite(DocumentStoreBaseTests, DeleteAllTest, DeleteByFilterTest, UpdateByFilterTest, CountDocumentsByFilterTest,
+             CountUniqueMetadataByFilterTest, GetMetadataFieldsInfoTest, GetMetadataFieldMinMaxTest,
+             GetMetadataFieldUniqueValuesTest, *ASYNC_SUITE):
     def test_write_documents(self, document_store: ReT2DocumentStore):
         """Haystack leaves the default policy to the store: ours is InMemoryDocumentStore's (FAIL)."""
         doc = Document(content="test doc", meta={"n": 1})
@@ -36,6 +74,16 @@ class _Suite(DocumentStoreBaseTests, DeleteAllTest, DeleteByFilterTest, UpdateBy
             document_store.write_documents([Document(id="x", content="a"), Document(id="x", content="b")])
         assert document_store.count_documents() == 1
         assert document_store.write_documents([Document(id=doc.id, content="again")], policy=DuplicatePolicy.SKIP) == 0
+
+    @pytest.mark.skipif(not ASYNC_SUITE, reason="pytest-asyncio (dev extra) is not installed")
+    @pytest.mark.asyncio
+    async def test_write_documents_async(self, document_store: ReT2DocumentStore):
+        """The async default policy is the sync one (FAIL): a duplicate raises and overwrites nothing."""
+        doc = Document(content="test doc")
+        assert await document_store.write_documents_async([doc]) == 1
+        with pytest.raises(DuplicateDocumentError):
+            await document_store.write_documents_async([Document(id=doc.id, content="other")])
+        assert await document_store.filter_documents_async() == [doc]
 
 
 class TestMemoryBackend(_Suite):

@@ -7,19 +7,25 @@ from haystack import Document
 from haystack.document_stores.errors import DuplicateDocumentError
 from haystack.testing.document_store import (
     CountDocumentsByFilterTest,
+    CountUniqueMetadataByFilterTest,
     DeleteAllTest,
     DeleteByFilterTest,
     DocumentStoreBaseTests,
+    GetMetadataFieldMinMaxTest,
+    GetMetadataFieldsInfoTest,
+    GetMetadataFieldUniqueValuesTest,
     UpdateByFilterTest,
 )
 
 from haystack_integrations.document_stores.ret2 import ReT2DocumentStore
+from tests.document_store.test_haystack_suite import ASYNC_SUITE
 
 pytestmark = pytest.mark.integration
 
 
 class TestElasticsearchBackend(DocumentStoreBaseTests, DeleteAllTest, DeleteByFilterTest, UpdateByFilterTest,
-                               CountDocumentsByFilterTest):
+                               CountDocumentsByFilterTest, CountUniqueMetadataByFilterTest, GetMetadataFieldsInfoTest,
+                               GetMetadataFieldMinMaxTest, GetMetadataFieldUniqueValuesTest):
     @pytest.fixture
     def document_store(self, es_client, index_name):
         store = ReT2DocumentStore(backend="elasticsearch", location=index_name, backend_options={"client": es_client},
@@ -39,3 +45,44 @@ class TestElasticsearchBackend(DocumentStoreBaseTests, DeleteAllTest, DeleteByFi
         with pytest.raises(DuplicateDocumentError):
             document_store.write_documents([Document(id=doc.id, content="other")])
         assert document_store.filter_documents() == [doc]
+
+    def test_get_metadata_field_unique_values_distinct_types(self, document_store: ReT2DocumentStore):
+        """Elasticsearch maps one type per field: a boolean into a numeric field is refused (per document,
+        named, the others written; elasticsearch-haystack refuses it too). The values that are stored
+        keep their type as written (`_source`), so 1, 1.0 and "1" stay distinct."""
+        from haystack.document_stores.errors import DocumentStoreError
+
+        docs = [Document(content="Doc 1", meta={"priority": 1}), Document(content="Doc 2", meta={"priority": "1"}),
+                Document(content="Doc 3", meta={"priority": 1.0}), Document(content="Doc 4", meta={"priority": True})]
+        with pytest.raises(DocumentStoreError, match=rf"1 document\(s\) were not written \(3 were\): {docs[3].id}.*priority"):
+            document_store.write_documents(docs)
+        values, total_count = document_store.get_metadata_field_unique_values(metadata_field="priority")
+        assert total_count == 3
+        assert {type(v): v for v in values} == {int: 1, str: "1", float: 1.0}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ASYNC_SUITE, reason="pytest-asyncio (dev extra) is not installed")
+class TestElasticsearchBackendAsync(*ASYNC_SUITE):
+    """Haystack's async DocumentStore test classes on the real node (slow: CI runs them)."""
+
+    document_store = TestElasticsearchBackend.document_store
+    assert_documents_are_equal = TestElasticsearchBackend.assert_documents_are_equal
+
+    @pytest.mark.asyncio
+    async def test_write_documents_async(self, document_store: ReT2DocumentStore):
+        doc = Document(content="test doc")
+        assert await document_store.write_documents_async([doc]) == 1
+        with pytest.raises(DuplicateDocumentError):
+            await document_store.write_documents_async([Document(id=doc.id, content="other")])
+        assert await document_store.filter_documents_async() == [doc]
+
+    @pytest.mark.asyncio
+    async def test_get_metadata_field_unique_values_distinct_types_async(self, document_store: ReT2DocumentStore):
+        """One type per Elasticsearch field: see the sync test of the same name."""
+        from haystack.document_stores.errors import DocumentStoreError
+
+        docs = [Document(content="Doc 1", meta={"priority": 1}), Document(content="Doc 4", meta={"priority": True})]
+        with pytest.raises(DocumentStoreError, match=docs[1].id):
+            await document_store.write_documents_async(docs)
+        assert await document_store.get_metadata_field_unique_values_async(metadata_field="priority") == ([1], 1)

@@ -158,6 +158,21 @@ def test_paused_node_past_the_deadline(node, index_name):
     assert again.count() == 30
 
 
+def test_stalled_node_without_deadline_gives_up_after_bounded_retries(node, index_name):
+    backend = _backend(node, index_name, chunk_size=10, request_timeout=1, bulk_max_retries=1, initial_backoff=0.1)
+    node.pause()
+    try:
+        started = time.monotonic()
+        with pytest.raises(ElasticsearchUnavailable, match="stopped answering") as caught:
+            backend.add(_records(unit_vectors(5, 8)))
+        assert time.monotonic() - started < 15  # 2 attempts x (bulk + mget) x 1 s, not 30 s x 4 per request
+        report = caught.value.report
+        assert (report.written, report.failed) == (0, [])
+        assert [i for i, _ in report.unknown] == [f"d{i}" for i in range(5)]
+    finally:
+        node.resume()
+
+
 def test_timeout_is_reconciled_not_called_a_failure(node, index_name):
     vectors = unit_vectors(30, 8)
     backend = _backend(node, index_name, chunk_size=10, request_timeout=2, initial_backoff=0.5,
