@@ -23,7 +23,13 @@ import time
 from pathlib import Path
 
 RUN = """
-import sys
+import atexit, os, sys
+
+def _report_peak():  # VmHWM: this process's own peak RSS (rusage maxrss would include the parent's at fork)
+    with open("/proc/self/status") as status, open(os.environ["RET2_BENCH_HWM"], "w") as out:
+        out.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+
+atexit.register(_report_peak)
 from ret2_plugin.processing import images
 if sys.argv.pop(1) == "full":
     images.REDUCE_ABOVE_PIXELS = 1 << 62  # never reduce: every image decoded and kept at full resolution
@@ -33,18 +39,23 @@ sys.exit(main())
 
 
 def make_images(folder: Path, count: int, size: int) -> list[Path]:
+    """Written by a subprocess, so that this process stays small (its RSS would not matter, but keep
+    the machine's memory for the measured runs)."""
+    script = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_image_memory as b; b._write_images({str(folder)!r}, {count}, {size})"
+    subprocess.run([sys.executable, "-c", script], check=True)
+    return [folder / f"huge{i:02d}.png" for i in range(count)]
+
+
+def _write_images(folder: str, count: int, size: int) -> None:
     from PIL import Image, ImageDraw
 
-    paths = []
     for i in range(count):
-        path = folder / f"huge{i:02d}.png"
+        path = Path(folder) / f"huge{i:02d}.png"
         image = Image.new("RGB", (size, size), (20 * i % 256, 80, 160))
         draw = ImageDraw.Draw(image)
         draw.rectangle((size // 4, size // 4, 3 * size // 4, 3 * size // 4), fill=(255, 255 - 15 * i % 256, 0))
         draw.ellipse((size // 8, size // 2, size // 2, 7 * size // 8), fill=(0, 200, 20 * i % 256))
         image.save(path, optimize=False, compress_level=9)
-        paths.append(path)
-    return paths
 
 
 def build_model(out: Path) -> Path:
@@ -61,16 +72,15 @@ def peak_rss(mode: str, corpus: Path, index: Path, model: str, batch_size: int |
     command = [sys.executable, "-c", RUN, mode, "index", str(corpus), "--index", str(index), "--model", model, "--json", "--no-progress"]
     if batch_size is not None:
         command += ["--batch-size", str(batch_size)]
+    hwm = index.with_suffix(".hwm")
     start = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "RET2_BENCH_HWM": str(hwm)})
     seconds = time.perf_counter() - start
-    out, err = proc.stdout.read(), proc.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"ret2 index ({mode}) failed: {err[-2000:]}")
-    summary = json.loads(out)
-    return {"peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "seconds": round(seconds, 1), "indexed": summary["indexed"],
-            "failed": summary["failed"]}
+    if proc.returncode != 0:
+        raise SystemExit(f"ret2 index ({mode}) failed: {proc.stderr[-2000:]}")
+    summary = json.loads(proc.stdout)
+    return {"peak_rss_mb": round(int(hwm.read_text()) / 1024, 1), "seconds": round(seconds, 1),
+            "indexed": summary["indexed"], "failed": summary["failed"]}
 
 
 def main() -> None:

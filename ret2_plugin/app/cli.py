@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -49,6 +50,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     model, encoder = _load_encoder(args.encoder, args.model, args.device)
     index = create_index(args.backend, args.index, encoder, model=model, encoder_name=args.encoder, **_backend_options(args))
+    closing: Any = contextlib.nullcontext()
     try:
         summary = index_corpus(
             args.corpus, index, encoder, batch_size=args.batch_size, num_workers=args.workers,
@@ -59,10 +61,12 @@ def cmd_index(args: argparse.Namespace) -> int:
     except IndexingAborted as exc:  # the backend failed as a whole: say what was written, no traceback
         if args.json:
             print(json.dumps({**exc.summary.to_dict(), "index": args.index, "backend": args.backend, "error": str(exc)}, indent=2))
-        print(f"ret2: error: {exc}", file=sys.stderr)
+        print(f"ret2: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        closing = contextlib.suppress(Exception)  # the same failure again on close: already reported
         return 2
     finally:
-        index.close()
+        with closing:
+            index.close()
     result = {**summary.to_dict(), "index": args.index, "backend": args.backend, "model": model, "count": total}
     if args.json:
         print(json.dumps(result, indent=2))
