@@ -81,27 +81,6 @@ def _official_build(out: Path, shape: str, pooled: bool, seed: int) -> None:
     RetrieverModel(config).save_pretrained(str(out))
 
 
-def _tower_prefix_workaround() -> None:
-    """Bench-local stopgap until the official-checkpoint loader maps the doubled tower prefix
-    (`query_model.text_model.text_model.*`) onto transformers 5 towers, which have no inner
-    `text_model` / `vision_model` wrapper. A no-op once the loader does it itself."""
-    from ret2_plugin.modeling import official
-
-    original = official.official_to_ours
-    if getattr(original, "_bench_wrapped", False):
-        return
-
-    def mapped(key: str) -> str | None:
-        ours = original(key)
-        for tower, inner in (("text_backbone.", "text_model."), ("vision_backbone.", "vision_model.")):
-            if ours is not None and ours.startswith(tower + inner):
-                return tower + ours[len(tower + inner):]
-        return ours
-
-    mapped._bench_wrapped = True  # type: ignore[attr-defined]
-    official.official_to_ours = mapped
-
-
 def _load(kind: str, checkpoint: str) -> Any:
     """Returns forward(side, batch) -> features tensor."""
     import torch
@@ -118,7 +97,6 @@ def _load(kind: str, checkpoint: str) -> Any:
         return forward
     from ret2_plugin.modeling import ReT2Model
 
-    _tower_prefix_workaround()
     model = ReT2Model.from_pretrained(checkpoint).eval()
 
     def forward(side: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 The data is two JSONL files: queries (text / image / both, optional instruction, `positives` by id)
 and the corpus. Multi-GPU: run the same training through `torchrun --nproc-per-node N -m
-ret2_plugin.cli train --config examples/train.yaml ...`.
+ret2_plugin.app.cli train --config examples/train.yaml ...`.
 
     python examples/finetune.py --model DIR --output-dir runs/emoji [--steps 300]
 """
@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from ret2_plugin import load_encoder
-from ret2_plugin.model_store import resolve_model
+from ret2_plugin.app.model_store import resolve_model
 from ret2_plugin.trainers.config import TrainConfig
 from ret2_plugin.trainers.loop import train
 

@@ -15,7 +15,7 @@ from haystack import Document, Pipeline
 from haystack_integrations.components.embedders.ret2 import ReT2DocumentEmbedder
 from haystack_integrations.components.writers.ret2 import ReT2DocumentWriter
 
-from ret2_plugin.model_store import resolve_model
+from ret2_plugin.app.model_store import resolve_model
 
 DATA = Path(__file__).resolve().parent / "data"
 QUERY_YAML = Path(__file__).resolve().parent / "haystack_query_pipeline.yaml"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ret2_plugin import load_encoder
 from ret2_plugin.index import IndexRecord
-from ret2_plugin.model_store import resolve_model
+from ret2_plugin.app.model_store import resolve_model
 from ret2_plugin.plugins import get_index_backend
 
 DATA = Path(__file__).resolve().parent / "data"

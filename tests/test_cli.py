@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ret2_plugin.cli import main
+from ret2_plugin.app.cli import main
 
 pytestmark = pytest.mark.unit
 

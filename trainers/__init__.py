@@ -3,11 +3,11 @@
     from ret2_plugin.trainers import TrainConfig, Trainer
     summary = Trainer(TrainConfig.load("train.yaml", {"max_steps": 500})).train()
 
-or `ret2 train --config train.yaml` (one process), `torchrun --nproc-per-node 8 -m ret2_plugin.cli train ...`
+or `ret2 train --config train.yaml` (one process), `torchrun --nproc-per-node 8 -m ret2_plugin.app.cli train ...`
 (multi-GPU). Modules: `config` (TrainConfig), `data` (JSONL -> batches, images decoded in DataLoader
 workers), `losses` (symmetric InfoNCE, soft multi-positive), `distributed` (all-gather with grad),
 `optim` (param groups, AdamW, warmup + cosine), `loop` (Trainer), `checkpoint`, `evaluation`
-(Recall@k, MRR@10, nDCG@10), `logging` (JSONL + PNG), `convert` (M-BEIR / M2KR -> our JSONL), `cli`.
+(Recall@k, MRR@10, nDCG@10), `logging` (JSONL + PNG), `convert` (M-BEIR / M2KR -> our JSONL); the `ret2 train/eval` commands live in `ret2_plugin.app.train_cli`.
 """
 
 from __future__ import annotations

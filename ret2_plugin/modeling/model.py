@@ -131,7 +131,7 @@ class ReT2Model(nn.Module):
             return model.eval()
         if is_official_checkpoint(folder):
             with deferred_weights():
-                return load_official(folder, map_location=map_location).eval()
+                return load_official(folder, cls, map_location=map_location).eval()
         raise FileNotFoundError(
             f"{folder} is not a ret2-plugin model ({CONFIG_NAME}) nor an official ReT checkpoint (config.json with model_type 'retriever')"
         )

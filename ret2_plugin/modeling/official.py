@@ -96,40 +96,93 @@ def config_from_official(raw: dict[str, Any]) -> ReT2Config:
     )
 
 
-def official_to_ours(key: str) -> str | None:
-    """`query_model.text_model.X` -> `text_backbone.X`; `passage_model.ret_cell.X` ->
-    `document_fusion.ret_cell.X`; None for keys we do not keep."""
+_FUSION_PARTS = ("text_adapter.", "vision_adapter.", "ret_cell.", "late_proj.")
+_TOWERS = {"text_model.": "text_backbone.", "vision_model.": "vision_backbone."}
+
+
+class CheckpointKeyError(ValueError):
+    """Checkpoint keys that map to no weight of the model, or model weights the checkpoint leaves unset."""
+
+
+def official_to_ours(key: str, ours: set[str], *, shared: bool) -> str | None:
+    """Explicit mapping of one official key onto a key of `ours` (our `own_state_dict` keys), or None.
+
+    - `query_model.text_model.<tower key>` -> `text_backbone.<tower key>`; the official towers are
+      transformers 4.x `CLIPTextModel` / `CLIPVisionModel`, whose keys carry the tower's own prefix
+      (`text_model.` / `vision_model.`), which newer transformers versions no longer have: that prefix
+      is dropped exactly when our tower lacks it.
+    - `query_model.{text_adapter,vision_adapter,ret_cell,late_proj}.*` -> `query_fusion.*`;
+      `passage_model.*` -> `document_fusion.*` (or `query_fusion.*` when the sides are shared).
+    """
     side, _, rest = key.partition(".")
     if side not in ("query_model", "passage_model"):
         return None
-    if rest.startswith("text_model."):
-        return "text_backbone." + rest[len("text_model.") :] if side == "query_model" else None
-    if rest.startswith("vision_model."):
-        return "vision_backbone." + rest[len("vision_model.") :] if side == "query_model" else None
-    prefix = "query_fusion." if side == "query_model" else "document_fusion."
-    return prefix + rest
+    for official_prefix, our_prefix in _TOWERS.items():
+        if rest.startswith(official_prefix):
+            tower_key = rest[len(official_prefix) :]
+            candidates = [our_prefix + tower_key]
+            if tower_key.startswith(official_prefix):  # CLIPTextModel.text_model.* (transformers 4.x)
+                candidates.append(our_prefix + tower_key[len(official_prefix) :])
+            return next((c for c in candidates if c in ours), None)
+    if not rest.startswith(_FUSION_PARTS):
+        return None
+    fusion = "query_fusion." if side == "query_model" or shared else "document_fusion."
+    return fusion + rest if fusion + rest in ours else None
 
 
-def load_official(folder: Path, *, map_location: str | torch.device = "cpu") -> Any:
-    from ret2_plugin.modeling.model import ReT2Model
+def map_official_state(
+    checkpoint: dict[str, torch.Tensor], ours: dict[str, torch.Tensor], *, shared: bool
+) -> dict[str, torch.Tensor]:
+    """Official state dict -> ours, strictly: every checkpoint key must map onto a weight of the same
+    shape, and every weight of ours must be set. Passage-side copies of the shared backbones (written
+    by some versions) are accepted only when equal to the query side's. Raises `CheckpointKeyError`."""
+    names = set(ours)
+    state: dict[str, torch.Tensor] = {}
+    unmapped, mismatched, conflicting = [], [], []
+    # query_model first: a passage copy of a tied tower is then compared against it
+    for key in sorted(checkpoint, key=lambda k: (not k.startswith("query_model."), k)):
+        tensor = checkpoint[key]
+        target = official_to_ours(key, names, shared=shared)
+        if target is None:
+            unmapped.append(key)
+        elif tuple(tensor.shape) != tuple(ours[target].shape):
+            mismatched.append(f"{key} {tuple(tensor.shape)} vs {target} {tuple(ours[target].shape)}")
+        elif target in state:
+            if not torch.equal(state[target], tensor):
+                conflicting.append(key)
+        else:
+            state[target] = tensor
+    missing = sorted(names - set(state))
+    problems = []
+    if unmapped:
+        problems.append(f"checkpoint keys that map to no weight of the model: {_names(unmapped)}")
+    if mismatched:
+        problems.append(f"shape mismatches: {_names(mismatched)}")
+    if conflicting:
+        problems.append(f"passage-side copies that differ from the shared query-side weights: {_names(conflicting)}")
+    if missing:
+        problems.append(f"model weights the checkpoint does not set: {_names(missing)}")
+    if problems:
+        raise CheckpointKeyError("official checkpoint does not fit its config: " + "; ".join(problems))
+    return state
 
-    config = config_from_official(json.loads((folder / "config.json").read_text()))
-    model = ReT2Model(config)
+
+def _names(keys: list[str], limit: int = 12) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"{shown} (+{len(keys) - limit} more)" if len(keys) > limit else shown
+
+
+def load_official(folder: Path, model_cls: Any, *, map_location: str | torch.device = "cpu") -> Any:
+    """An official checkpoint directory (safetensors only) as a `model_cls` (ReT2Model, passed in so
+    this module does not import model.py, which imports this one)."""
+    config = config_from_official(json.loads((folder / "config.json").read_text(encoding="utf-8")))
     weights = sorted(folder.glob("*.safetensors"))
     if not weights:
         raise FileNotFoundError(f"no *.safetensors weights in {folder} (pytorch_model.bin is not loaded, for safety)")
-    state: dict[str, torch.Tensor] = {}
+    checkpoint: dict[str, torch.Tensor] = {}
     for file in weights:
-        for key, tensor in load_file(str(file), device=str(map_location)).items():
-            ours = official_to_ours(key)
-            if ours is not None:
-                state[ours] = tensor
-    # Backbone towers may carry buffers the checkpoint omits (e.g. position_ids): keep ours.
-    own = model.own_state_dict()
-    for key, value in own.items():
-        if key not in state and key.endswith("position_ids"):
-            state[key] = value
-    # Backbone keys absent from this transformers version's module (e.g. old buffers) are dropped.
-    state = {k: v for k, v in state.items() if k in own or not k.startswith(("text_backbone.", "vision_backbone."))}
+        checkpoint.update(load_file(str(file), device=str(map_location)))
+    model = model_cls(config)
+    state = map_official_state(checkpoint, model.own_state_dict(), shared=config.share_query_document)
     model.load_weights(state)
     return model

@@ -39,14 +39,15 @@ def _ret_config(text: dict, vision: dict) -> dict:
 
 
 def write_official_checkpoint(folder: Path, model: ReT2Model, text: dict, vision: dict) -> None:
-    """Write `model`'s weights in the official layout, as aimagelab/ReT's save_pretrained does."""
+    """Write `model`'s weights in the official layout, as aimagelab/ReT's save_pretrained does under
+    transformers 4.x (see tests/fixtures/official-ret-tiny for checkpoints written by the official code)."""
     state: dict[str, torch.Tensor] = {}
     for key, value in model.state_dict().items():
         head, _, rest = key.partition(".")
-        if head == "text_backbone":
-            state[f"query_model.text_model.{rest}"] = value
+        if head == "text_backbone":  # transformers 4.x CLIPTextModel keys: text_model.<...>
+            state[f"query_model.text_model.text_model.{rest}"] = value
         elif head == "vision_backbone":
-            state[f"query_model.vision_model.{rest}"] = value
+            state[f"query_model.vision_model.vision_model.{rest}"] = value
         elif head == "query_fusion":
             state[f"query_model.{rest}"] = value
         elif head == "document_fusion":

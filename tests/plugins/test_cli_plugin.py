@@ -14,7 +14,7 @@ from PIL import Image
 
 from ret2_plugin.integrations.memory import InMemoryBackend
 
-cli = pytest.importorskip("ret2_plugin.cli")
+cli = pytest.importorskip("ret2_plugin.app.cli")
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ret2_plugin.items import Item, ItemError, read_jsonl
-from ret2_plugin.starter import EXAMPLES
+from ret2_plugin.app.starter import EXAMPLES
 
 QUICK_DOCS = 150
 
@@ -42,9 +42,9 @@ def run_demo(
     model: str | None = None, out_dir: str | Path = "ret2-demo", *, quick: bool = False, rebuild: bool = False, verbose: bool = True
 ) -> dict[str, Any]:
     from ret2_plugin.encoder import load_encoder
-    from ret2_plugin.gallery import write_gallery
+    from ret2_plugin.app.gallery import write_gallery
     from ret2_plugin.indexing import index_items
-    from ret2_plugin.model_store import resolve_model
+    from ret2_plugin.app.model_store import resolve_model
     from ret2_plugin.search import create_index, embed_queries
     from ret2_plugin.trainers.evaluation import retrieval_metrics
 

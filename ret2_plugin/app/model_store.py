@@ -30,7 +30,7 @@ def _build(name: str, target: Path, **kwargs: object) -> None:
     old = target.parent / f".{name}.old"
     try:
         if name.startswith("starter"):
-            from ret2_plugin.starter import QUICK_STEPS, build_starter
+            from ret2_plugin.app.starter import QUICK_STEPS, build_starter
 
             if name == "starter-quick":
                 kwargs = {"steps": QUICK_STEPS, **kwargs}

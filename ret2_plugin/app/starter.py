@@ -16,7 +16,7 @@ from ret2_plugin.modeling import ReT2Model
 from ret2_plugin.processing import ReT2Processor
 
 QUICK_STEPS = 30  # `starter-quick`: the reduced build of `ret2 demo --quick`
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
 VISION_TOWER = dict(
     model_type="vit",
     hidden_size=128,

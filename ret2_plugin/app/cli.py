@@ -46,7 +46,7 @@ def _add_backend_args(parser: argparse.ArgumentParser) -> None:
 def cmd_index(args: argparse.Namespace) -> int:
     from ret2_plugin.encoder import load_encoder
     from ret2_plugin.indexing import index_corpus
-    from ret2_plugin.model_store import resolve_model
+    from ret2_plugin.app.model_store import resolve_model
     from ret2_plugin.search import create_index
 
     model = resolve_model(args.model)
@@ -73,8 +73,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from ret2_plugin.encoder import load_encoder
-    from ret2_plugin.gallery import write_gallery
-    from ret2_plugin.model_store import resolve_model
+    from ret2_plugin.app.gallery import write_gallery
+    from ret2_plugin.app.model_store import resolve_model
     from ret2_plugin.search import open_index, search
 
     index = open_index(args.backend, args.index, **_backend_options(args))
@@ -121,7 +121,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ret2_plugin.demo import run_demo
+    from ret2_plugin.app.demo import run_demo
 
     report = run_demo(model=args.model, out_dir=args.out, quick=args.quick, rebuild=args.rebuild, verbose=not args.json)
     if args.json:
@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     try:
-        from ret2_plugin.trainers.cli import add_train_commands
+        from ret2_plugin.app.train_cli import add_train_commands
     except ImportError:  # pragma: no cover - trainer extras missing
         pass
     else:

@@ -2,7 +2,7 @@
 
 `ret2 train --config x.yaml --lr 3e-5 --set eval_every=200`: the YAML is read first, explicit flags
 override it, `--set key=value` overrides anything. Multi-GPU: `torchrun --nproc-per-node 8 -m
-ret2_plugin.cli train ...` (the trainer joins the process group from torchrun's environment).
+ret2_plugin.app.cli train ...` (the trainer joins the process group from torchrun's environment).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ _FLAGS: dict[str, tuple[str, Any]] = {
 
 
 def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from .config import parse_overrides
+    from ret2_plugin.trainers.config import parse_overrides
 
     out = {field: getattr(args, field) for field, _ in _FLAGS.values() if getattr(args, field, None) is not None}
     if args.gradient_checkpointing:
@@ -39,12 +39,12 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import TrainConfig
-    from .loop import Trainer
+    from ret2_plugin.trainers.config import TrainConfig
+    from ret2_plugin.trainers.loop import Trainer
 
-    from ret2_plugin.model_store import resolve_model
+    from ret2_plugin.app.model_store import resolve_model
 
-    from . import distributed as du
+    from ret2_plugin.trainers import distributed as du
 
     config = TrainConfig.load(args.config, _train_overrides(args))
     config.model = resolve_model(config.model)
@@ -55,7 +55,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_and_report(trainer: Any, args: argparse.Namespace) -> int:
-    from . import distributed as du
+    from ret2_plugin.trainers import distributed as du
 
     summary = trainer.train()
     if not du.is_main_process():
@@ -76,12 +76,12 @@ def _train_and_report(trainer: Any, args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from ret2_plugin.model_store import resolve_model
+    from ret2_plugin.app.model_store import resolve_model
     from ret2_plugin.modeling import ReT2Model
     from ret2_plugin.processing import ReT2Processor
 
-    from .data import TrainingData
-    from .evaluation import evaluate
+    from ret2_plugin.trainers.data import TrainingData
+    from ret2_plugin.trainers.evaluation import evaluate
 
     path = resolve_model(args.model)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -103,7 +103,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_convert_data(args: argparse.Namespace) -> int:
-    from .convert import convert
+    from ret2_plugin.trainers.convert import convert
 
     report = convert(args.format, args.input, args.output, image_root=args.image_root)
     print(json.dumps(report, indent=2) if args.json else
