@@ -81,23 +81,29 @@ def _official_build(out: Path, shape: str, pooled: bool, seed: int) -> None:
     RetrieverModel(config).save_pretrained(str(out))
 
 
-def _load(kind: str, checkpoint: str) -> Any:
-    """Returns forward(side, batch) -> features tensor."""
-    import torch
-
+def _import(kind: str) -> Any:
+    """The model class of each implementation (imported before the load is measured)."""
     if kind == "official":
         from src.models.retriever import RetrieverModel
 
-        model = RetrieverModel.from_pretrained(checkpoint).eval()
+        return RetrieverModel
+    from ret2_plugin.modeling import ReT2Model
+
+    return ReT2Model
+
+
+def _load(kind: str, cls: Any, checkpoint: str) -> Any:
+    """Returns forward(side, batch) -> features tensor."""
+    import torch
+
+    model = cls.from_pretrained(checkpoint).eval()
+    if kind == "official":
 
         def forward(side: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
             tower = model.get_query_model() if side == "query" else model.get_passage_model()
             return tower(**batch).ret_features
 
         return forward
-    from ret2_plugin.modeling import ReT2Model
-
-    model = ReT2Model.from_pretrained(checkpoint).eval()
 
     def forward(side: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return model.forward_features("query" if side == "query" else "document", **batch)
@@ -109,9 +115,11 @@ def _worker(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
+    cls = _import(args.worker)
+    rss_after_imports = _status_mb("VmRSS")
     _reset_peak()
     start = time.perf_counter()
-    forward = _load(args.worker, args.checkpoint)
+    forward = _load(args.worker, cls, args.checkpoint)
     load_s = time.perf_counter() - start
     load_peak = _status_mb("VmHWM")
     data = np.load(args.inputs)
@@ -119,9 +127,11 @@ def _worker(args: argparse.Namespace) -> None:
     _reset_peak()
     rss_before_forward = _status_mb("VmRSS")
     times, outputs = [], {}
+    forward_peak = 0.0
     with torch.inference_mode():
-        outputs["query"] = forward("query", batch).float().numpy()  # warm-up, and the query-side output
-        forward_peak = _status_mb("VmHWM")
+        if args.query_check:
+            outputs["query"] = forward("query", batch).float().numpy()  # warm-up, and the query-side output
+            forward_peak = _status_mb("VmHWM")
         for _ in range(args.repeats):
             t0 = time.perf_counter()
             out = forward("document", batch)
@@ -130,7 +140,7 @@ def _worker(args: argparse.Namespace) -> None:
         outputs["document"] = out.float().numpy()
     np.savez(args.out, **outputs)
     print(json.dumps({
-        "load_s": load_s, "forward_s": min(times), "forward_all_s": times, "peak_rss_load_mb": load_peak,
+        "rss_after_imports_mb": rss_after_imports, "load_s": load_s, "forward_s": min(times), "forward_all_s": times, "peak_rss_load_mb": load_peak,
         "rss_before_forward_mb": rss_before_forward, "peak_rss_forward_mb": forward_peak,
         "threads": torch.get_num_threads(), "torch": torch.__version__,
     }))
@@ -153,9 +163,10 @@ def _inputs(path: Path, shape: str, batch: int, text_len: int, seed: int) -> Non
              text_mask=np.ones(batch, dtype=np.float32), image_mask=np.ones(batch, dtype=np.float32))
 
 
-def _run_worker(python: str, env: dict[str, str], kind: str, checkpoint: Path, inputs: Path, out: Path, repeats: int) -> dict:
+def _run_worker(python: str, env: dict[str, str], kind: str, checkpoint: Path, inputs: Path, out: Path, repeats: int,
+                query_check: bool) -> dict:
     cmd = [python, __file__, "--worker", kind, "--checkpoint", str(checkpoint), "--inputs", str(inputs),
-           "--out", str(out), "--repeats", str(repeats)]
+           "--out", str(out), "--repeats", str(repeats), *([] if query_check else ["--no-query-check"])]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{kind} worker failed ({done.returncode}):\n{done.stderr[-4000:]}")
@@ -188,7 +199,9 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (separate processes each)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed forwards per process (best taken), after a warm-up")
+    parser.add_argument("--repeats", type=int, default=2, help="timed document-side forwards per process (best taken)")
+    parser.add_argument("--no-query-check", dest="query_check", action="store_false",
+                        help="skip the query-side forward (it doubles as warm-up; without it the first timed forward is cold)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--text-len", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
@@ -211,7 +224,7 @@ def main() -> None:
     envs = {"official": official_env, "ours": ours_env}
     report: dict[str, Any] = {
         "benchmark": "vs_official", "device": "cpu", "dtype": "fp32", "cpu_count": os.cpu_count(),
-        "batch": args.batch, "text_len": args.text_len, "rounds": args.rounds, "repeats_per_process": args.repeats,
+        "query_side_checked": args.query_check, "batch": args.batch, "text_len": args.text_len, "rounds": args.rounds, "repeats_per_process": args.repeats,
         "hidden_size": 1024, "num_queries": 32, "tolerance": TOLERANCE, "load_average_at_start": list(os.getloadavg()),
         "official_placeholder_modules": stubbed,
         "results": {},
@@ -233,13 +246,14 @@ def main() -> None:
                     if build.returncode != 0:
                         raise RuntimeError(f"official build failed:\n{build.stderr[-4000:]}")
                 runs: dict[str, list[dict]] = {"official": [], "ours": []}
-                max_diff = {"query": 0.0, "document": 0.0}
+                max_diff = {side: 0.0 for side in (("query", "document") if args.query_check else ("document",))}
                 for r in range(args.rounds):
                     order = ("official", "ours") if r % 2 == 0 else ("ours", "official")
                     outs = {}
                     for kind in order:
                         outs[kind] = work / f"out-{kind}.npz"
-                        runs[kind].append(_run_worker(pythons[kind], envs[kind], kind, checkpoint, inputs, outs[kind], args.repeats))
+                        runs[kind].append(_run_worker(pythons[kind], envs[kind], kind, checkpoint, inputs, outs[kind], args.repeats,
+                                                      args.query_check))
                     a, b = np.load(outs["official"]), np.load(outs["ours"])
                     for side in max_diff:
                         if a[side].shape != b[side].shape:
@@ -253,6 +267,9 @@ def main() -> None:
                         "load_s": _summary([x["load_s"] for x in rows]),
                         "peak_rss_load_mb": _summary([x["peak_rss_load_mb"] for x in rows]),
                         "peak_rss_forward_mb": _summary([x["peak_rss_forward_mb"] for x in rows]),
+                        "rss_after_imports_mb": _summary([x["rss_after_imports_mb"] for x in rows]),
+                        "load_above_imports_mb": _summary([x["peak_rss_load_mb"] - x["rss_after_imports_mb"] for x in rows]),
+                        "forward_above_imports_mb": _summary([x["peak_rss_forward_mb"] - x["rss_after_imports_mb"] for x in rows]),
                         "torch": rows[0]["torch"], "threads": rows[0]["threads"],
                     }
                 o, u = entry["official"], entry["ours"]
@@ -263,6 +280,10 @@ def main() -> None:
                 }
                 entry["load_rss_ratio_ours_over_official"] = round(u["peak_rss_load_mb"]["median"] / o["peak_rss_load_mb"]["median"], 3)
                 entry["forward_rss_ratio_ours_over_official"] = round(u["peak_rss_forward_mb"]["median"] / o["peak_rss_forward_mb"]["median"], 3)
+                entry["above_imports_ratios_ours_over_official"] = {
+                    phase: round(u[f"{phase}_above_imports_mb"]["median"] / o[f"{phase}_above_imports_mb"]["median"], 3)
+                    for phase in ("load", "forward")
+                }
                 entry["targets"] = {
                     "speedup_ge_1.3": entry["speedup_official_over_ours"]["of_medians"] >= 1.3,
                     "load_rss_le_official": entry["load_rss_ratio_ours_over_official"] <= 1.0,
