@@ -19,6 +19,30 @@ import torch
 from ret2_plugin.encoder.st_module import ReT2Encoder
 
 PRECISIONS = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Team vocabulary (canonical name <- accepted spellings); "int8" = CPU dynamic quantisation of Linear layers.
+_PRECISION_NAMES = {"fp32": "fp32", "float32": "fp32", "fp16": "fp16", "float16": "fp16", "bf16": "bf16",
+                    "bfloat16": "bf16", "int8": "int8"}
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def apply_precision(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """Put a loaded model (a `ReT2Model` or the sentence-transformers wrapper) in `precision`:
+    "fp32" / "fp16" / "bf16" cast the weights; "int8" swaps every `nn.Linear` (backbones, adapters,
+    cell projections) for PyTorch's CPU dynamic-int8 one (weights int8, activations quantised per
+    batch; inference only; CPU only). Opt-in fast modes: outputs are close to fp32, not equal."""
+    name = _PRECISION_NAMES.get(str(precision).lower())
+    if name is None:
+        raise ValueError(f"precision must be one of {sorted(_PRECISION_NAMES)}, got {precision!r}")
+    if name in _DTYPES:
+        return model.to(_DTYPES[name]) if name != "fp32" else model
+    devices = {p.device.type for p in model.parameters()}
+    if devices - {"cpu"}:
+        raise ValueError(f"precision 'int8' is CPU dynamic quantisation; the model is on {sorted(devices)}")
+    from torch.ao.quantization import quantize_dynamic
+
+    model.eval()
+    quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    return model
 _OUR_MODULE = f"{ReT2Encoder.__module__}.{ReT2Encoder.__name__}"
 # sentence-transformers modules allowed after ours. Only these: others (Transformer, Router, ...) forward
 # trust_remote_code to Hugging Face loaders, which would run `auto_map` code shipped in the folder.
@@ -70,14 +94,15 @@ def load_encoder(
 ) -> Any:
     """Load a ReT model as a `SentenceTransformer` (single vector) or `MultiVectorEncoder` (ReT v1).
 
-    `precision` is the weights' dtype ("float32", "float16", "bfloat16"; half precisions are meant for
-    CUDA). `image_workers` threads decode and preprocess images (default: one per core, at most 8);
+    `precision`: "fp32" (default), "fp16", "bf16" (weights' dtype; aliases float32 / float16 /
+    bfloat16) or "int8" (CPU dynamic quantisation of the Linear layers, inference only); see
+    `apply_precision` and the README for their speed and Recall@k. `image_workers` threads decode and preprocess images (default: one per core, at most 8);
     `image_root` confines relative image paths to a folder. Other keyword arguments (`prompts`,
     `default_prompt_name`, `similarity_fn_name`, ...) go to the sentence-transformers constructor.
     Plain `encode` uses the document side; use `encode_query` / `encode_document` for retrieval.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    if str(precision).lower() not in _PRECISION_NAMES:
+        raise ValueError(f"precision must be one of {sorted(_PRECISION_NAMES)}, got {precision!r}")
     from ret2_plugin.modeling.official import resolve_checkpoint_dir
 
     folder = Path(path_or_id)
@@ -103,6 +128,5 @@ def load_encoder(
     else:
         encoder = ReT2Encoder.from_model_dir(folder, **module_options)
         model = _st_class(encoder.multi_vector)(modules=[encoder], device=device, **kwargs)
-    if precision != "float32":
-        model.to(PRECISIONS[precision])
+    apply_precision(model, precision)
     return model
