@@ -7,6 +7,7 @@ weights from a local directory or hub id. CLIP text/vision towers, BERT-family t
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -83,6 +84,35 @@ def block_stack(model: nn.Module) -> nn.ModuleList | None:
     return best
 
 
+_REQUEST = threading.local()  # the current thread's capture: (block list, wanted layers, caught dict)
+
+
+class _TapHook:
+    """Forward hook of block `index`: idle unless THIS thread asked `_tapped` for this block list
+    (hooks are shared by every thread using the model: concurrent encodes must not see each other's
+    captures)."""
+
+    def __init__(self, blocks: nn.ModuleList, index: int) -> None:
+        self.blocks, self.index = blocks, index
+
+    def __call__(self, module: nn.Module, args: Any, output: Any) -> None:
+        request = getattr(_REQUEST, "value", None)
+        if request is None or request[0] is not self.blocks or self.index not in request[1]:
+            return
+        request[2][self.index] = output[0] if isinstance(output, (tuple, list)) else output
+        if self.index == max(request[1]):
+            raise _EnoughLayers
+
+
+def _install_tap_hooks(blocks: nn.ModuleList) -> None:
+    """One permanent `_TapHook` per block (installed once per tower)."""
+    if getattr(blocks, "_ret2_tap_hooks", False):
+        return
+    for i, block in enumerate(blocks):
+        block.register_forward_hook(_TapHook(blocks, i))
+    blocks._ret2_tap_hooks = True
+
+
 def _tapped(model: nn.Module, layers: Sequence[int], run: Callable[[], Any]) -> Mapping[int, torch.Tensor] | None:
     """Outputs of blocks `layers` only, caught by forward hooks; the tower stops after the last one
     (no final norm, no pooler, no unused blocks, no tuple of every hidden state). Inference only
@@ -91,25 +121,16 @@ def _tapped(model: nn.Module, layers: Sequence[int], run: Callable[[], Any]) -> 
     blocks = block_stack(model)
     if torch.is_grad_enabled() or blocks is None or not layers or max(layers) >= len(blocks):
         return None
+    _install_tap_hooks(blocks)
     caught: dict[int, torch.Tensor] = {}
-    last = max(layers)
-
-    def hook_for(index: int) -> Callable[..., None]:
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            caught[index] = output[0] if isinstance(output, (tuple, list)) else output
-            if index == last:
-                raise _EnoughLayers
-
-        return hook
-
-    handles = [blocks[i].register_forward_hook(hook_for(i)) for i in sorted(set(layers))]
+    previous = getattr(_REQUEST, "value", None)
+    _REQUEST.value = (blocks, frozenset(layers), caught)
     try:
         run()
     except _EnoughLayers:
         pass
     finally:
-        for handle in handles:
-            handle.remove()
+        _REQUEST.value = previous
     return caught if len(caught) == len(set(layers)) else None
 
 

@@ -131,3 +131,30 @@ def test_deferred_load_refuses_missing_weights(tmp_path) -> None:
     save_file(state, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match="missing"):
         ReT2Model.from_pretrained(tmp_path)
+
+
+def test_tapped_hooks_are_per_thread() -> None:
+    import threading
+
+    text, _ = _towers()
+    model = build_backbone(text).eval()
+    batch = _batch()
+    with torch.inference_mode():
+        expected = text_hidden_states(model, batch["input_ids"], batch["attention_mask"])
+    results: dict[int, object] = {}
+
+    def work(i: int) -> None:
+        with torch.inference_mode():
+            for _ in range(3):
+                ids, mask = batch["input_ids"][: i + 1], batch["attention_mask"][: i + 1]
+                results[i] = text_hidden_states(model, ids, mask, [1, 3 + i % 2])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, got in results.items():
+        assert sorted(got) == [1, 3 + i % 2]
+        for layer, tensor in got.items():
+            torch.testing.assert_close(tensor, expected[layer][: i + 1], rtol=0, atol=1e-6)
