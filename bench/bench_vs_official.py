@@ -251,7 +251,7 @@ def main() -> None:
                     order = ("official", "ours") if r % 2 == 0 else ("ours", "official")
                     outs = {}
                     for kind in order:
-                        outs[kind] = work / f"out-{kind}.npz"
+                        outs[kind] = work / f"out-{shape}-{variant}-{kind}-{os.getpid()}.npz"  # concurrent runs may share workdir
                         runs[kind].append(_run_worker(pythons[kind], envs[kind], kind, checkpoint, inputs, outs[kind], args.repeats,
                                                       args.query_check))
                     a, b = np.load(outs["official"]), np.load(outs["ours"])
