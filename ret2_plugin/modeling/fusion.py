@@ -6,7 +6,7 @@ ReT v1 has one of these for queries and one for documents; ReT-2 shares one. Att
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -31,14 +31,15 @@ class ReTFusion(nn.Module):
 
     def forward(
         self,
-        text_states: Sequence[torch.Tensor],
+        text_states: Sequence[torch.Tensor] | Mapping[int, torch.Tensor],
         attention_mask: torch.Tensor | None,
-        vision_states: Sequence[torch.Tensor],
+        vision_states: Sequence[torch.Tensor] | Mapping[int, torch.Tensor],
         text_mask: torch.Tensor,
         image_mask: torch.Tensor,
     ) -> torch.Tensor:
-        """Run the recurrence over the tapped layers; returns [N, K, D] or pooled [N, D]."""
-        first = vision_states[0] if len(vision_states) else text_states[0]
+        """Run the recurrence over the tapped layers; returns [N, K, D] or pooled [N, D]. The states
+        are indexed by block number (every block's output, or a mapping of the tapped ones)."""
+        first = vision_states[self.vision_layers[0]]
         padding = None if attention_mask is None else additive_padding_mask(attention_mask, first.dtype)
         state = self.ret_cell.initial_state(first.shape[0])
         for step, (t_idx, v_idx) in enumerate(zip(self.text_layers, self.vision_layers)):

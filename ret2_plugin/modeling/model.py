@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +28,38 @@ from ret2_plugin.modeling.fusion import ReTFusion
 
 CONFIG_NAME = "ret2_config.json"
 WEIGHTS_NAME = "model.safetensors"
+# Set while `from_pretrained` builds a model whose weights come from a checkpoint right after.
+_DEFER_PARAMETERS: contextvars.ContextVar[bool] = contextvars.ContextVar("ret2_defer_parameters", default=False)
+
+
+@contextmanager
+def _parameters_on_meta() -> Iterator[None]:
+    """Parameters registered meanwhile live on the meta device (no memory, no random init cost);
+    buffers stay real (towers rebuild non-persistent ones such as `position_ids` that no checkpoint has)."""
+    register = nn.Module.register_parameter
+
+    def on_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        register(module, name, param)
+        if param is not None and param.device.type != "meta":
+            module._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+
+    nn.Module.register_parameter = on_meta  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register  # type: ignore[method-assign]
+
+
+@contextmanager
+def deferred_weights() -> Iterator[None]:
+    """`ReT2Model(...)` built meanwhile gets meta parameters; `load_weights` then takes the checkpoint's
+    tensors as the parameters (`assign=True`): no random init, no second copy of the weights, and
+    safetensors' memory-mapped tensors are paged in only when first used."""
+    token = _DEFER_PARAMETERS.set(True)
+    try:
+        yield
+    finally:
+        _DEFER_PARAMETERS.reset(token)
 
 
 class ReT2Model(nn.Module):
@@ -38,6 +73,18 @@ class ReT2Model(nn.Module):
         vision_backbone: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        if _DEFER_PARAMETERS.get():
+            token = _DEFER_PARAMETERS.set(False)
+            try:
+                with _parameters_on_meta():
+                    self._build(config, text_backbone, vision_backbone)
+            finally:
+                _DEFER_PARAMETERS.reset(token)
+        else:
+            self._build(config, text_backbone, vision_backbone)
+        self.apply_freezing()
+
+    def _build(self, config: ReT2Config, text_backbone: nn.Module | None, vision_backbone: nn.Module | None) -> None:
         self.config = config
         self.text_backbone = text_backbone if text_backbone is not None else build_backbone(config.text_config)
         self.vision_backbone = vision_backbone if vision_backbone is not None else build_backbone(config.vision_config)
@@ -46,7 +93,6 @@ class ReT2Model(nn.Module):
         self.document_fusion = (
             self.query_fusion if config.share_query_document else ReTFusion(config, text_hidden, vision_hidden)
         )
-        self.apply_freezing()
 
     # ---- construction ----------------------------------------------------------------------------
     @classmethod
@@ -79,11 +125,13 @@ class ReT2Model(nn.Module):
         folder = resolve_checkpoint_dir(path)
         if (folder / CONFIG_NAME).is_file():
             config = ReT2Config.from_dict(json.loads((folder / CONFIG_NAME).read_text()))
-            model = cls(config)
+            with deferred_weights():
+                model = cls(config)
             model.load_weights(load_file(str(folder / WEIGHTS_NAME), device=str(map_location)))
             return model.eval()
         if is_official_checkpoint(folder):
-            return load_official(folder, cls, map_location=map_location).eval()
+            with deferred_weights():
+                return load_official(folder, cls, map_location=map_location).eval()
         raise FileNotFoundError(
             f"{folder} is not a ret2-plugin model ({CONFIG_NAME}) nor an official ReT checkpoint (config.json with model_type 'retriever')"
         )
@@ -102,7 +150,16 @@ class ReT2Model(nn.Module):
         missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
         if missing or unexpected:
             raise ValueError(f"weights do not fit the config: missing {missing[:8]}, unexpected {unexpected[:8]}")
-        self.load_state_dict(state, strict=False)
+        own = dict(self.named_parameters())
+        if not any(p.is_meta for p in own.values()):
+            self.load_state_dict(state, strict=False)
+            return
+        # Built under `deferred_weights`: the checkpoint's tensors become the parameters (dtype kept as built).
+        state = {k: v.to(own[k].dtype) if k in own and v.dtype != own[k].dtype else v for k, v in state.items()}
+        self.load_state_dict(state, strict=False, assign=True)
+        left = [name for name, t in [*self.named_parameters(), *self.named_buffers()] if t.is_meta]
+        if left:
+            raise ValueError(f"weights left unset after loading: {left[:8]}")
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write config JSON + safetensors; each file atomically."""
@@ -162,11 +219,11 @@ class ReT2Model(nn.Module):
         text_mask = torch.ones(n, device=input_ids.device) if text_mask is None else text_mask
         image_mask = torch.ones(n, device=input_ids.device) if image_mask is None else image_mask
         if bool(text_mask.any()):
-            texts = text_hidden_states(self.text_backbone, input_ids, attention_mask)
+            texts = text_hidden_states(self.text_backbone, input_ids, attention_mask, fusion.text_layers)
         else:
             texts, attention_mask = self._absent(n, self.text_backbone, max(fusion.text_layers), pixel_values), None
         if bool(image_mask.any()):
-            visions = vision_hidden_states(self.vision_backbone, pixel_values)
+            visions = vision_hidden_states(self.vision_backbone, pixel_values, fusion.vision_layers)
         else:
             visions = self._absent(n, self.vision_backbone, max(fusion.vision_layers), pixel_values)
         return fusion(texts, attention_mask, visions, text_mask, image_mask)

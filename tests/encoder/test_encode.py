@@ -145,6 +145,22 @@ def test_bfloat16_weights_stay_close_to_float32(tiny_model_dir: Path, st_model, 
         load_encoder(tiny_model_dir, precision="int4")
 
 
+def test_int8_quantises_linear_layers_and_stays_close(tiny_model_dir: Path, st_model, image_dir: Path) -> None:
+    from ret2_plugin import load_encoder
+
+    quick = load_encoder(tiny_model_dir, device="cpu", precision="int8")
+    net = quick[0].model
+    assert not any(type(m) is torch.nn.Linear for m in net.modules())  # every plain Linear was swapped
+    assert any("quantized" in type(m).__module__ for m in net.modules())
+    raw = ["a red tile", str(image_dir / "red.png"), "a blue circle"]
+    got = quick.encode(raw, normalize_embeddings=True)
+    ref = st_model.encode(raw, normalize_embeddings=True)
+    cosine = (got * ref).sum(axis=-1)
+    assert cosine.min() > 0.95, cosine
+    assert not np.allclose(got, ref, atol=1e-6)  # really a different (quantised) computation
+    assert next(load_encoder(tiny_model_dir, device="cpu", precision="bf16")[0].model.parameters()).dtype == torch.bfloat16
+
+
 def test_prefetched_encode_serves_batches_and_matches(st_model, image_dir: Path, monkeypatch) -> None:
     from ret2_plugin.encoder.prefetch import BatchPrefetcher, ReT2SentenceTransformer
 
