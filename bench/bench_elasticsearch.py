@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def make_data(n: int, dim: int, queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(max(n // 100, 8), dim)).astype(np.float32)
-    points = centres[rng.integers(0, len(centres), n + queries)] + 0.6 * rng.normal(size=(n + queries, dim)).astype(np.float32)
+    points = centres[rng.integers(0, len(centres), n + queries)] + 0.6 * rng.normal(size=(n + queries, dim)).astype(
+        np.float32
+    )
     points /= np.linalg.norm(points, axis=1, keepdims=True)
     return points[:n], points[n:]
 
@@ -49,12 +51,22 @@ def bench_ingest(options: dict[str, Any], vectors: np.ndarray, index_type: str, 
     out: dict[str, Any] = {"index_type": index_type, "docs": len(vectors), "chunk_size": chunk_size}
     for run in ("raw", "connector", "raw_again", "connector_again"):  # interleaved: warm JVM, fair order
         name = f"bench-{run}-{uuid.uuid4().hex[:6]}"
-        backend = ElasticsearchBackend.open(name, dim=vectors.shape[1], index_type=index_type, chunk_size=chunk_size, **options)
+        backend = ElasticsearchBackend.open(
+            name, dim=vectors.shape[1], index_type=index_type, chunk_size=chunk_size, **options
+        )
         start = time.perf_counter()
         if run.startswith("raw"):
             actions = (
-                {"_index": name, "_id": f"d{i}", "_source": {"embedding": v.tolist(), "text": f"doc {i}",
-                                                             "meta": {"bucket": i % 10}, "content_hash": str(i)}}
+                {
+                    "_index": name,
+                    "_id": f"d{i}",
+                    "_source": {
+                        "embedding": v.tolist(),
+                        "text": f"doc {i}",
+                        "meta": {"bucket": i % 10},
+                        "content_hash": str(i),
+                    },
+                }
                 for i, v in enumerate(vectors)
             )
             written, errors = bulk(backend.client, actions, chunk_size=chunk_size, raise_on_error=False)
@@ -73,8 +85,15 @@ def bench_ingest(options: dict[str, Any], vectors: np.ndarray, index_type: str, 
     return out
 
 
-def bench_knn(options: dict[str, Any], vectors: np.ndarray, queries: np.ndarray, index_type: str, top_k: int,
-              num_candidates: int | None, force_merge: bool) -> dict[str, Any]:
+def bench_knn(
+    options: dict[str, Any],
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    index_type: str,
+    top_k: int,
+    num_candidates: int | None,
+    force_merge: bool,
+) -> dict[str, Any]:
     from ret2_plugin.integrations.elasticsearch import ElasticsearchBackend
 
     name = f"bench-knn-{index_type}-{uuid.uuid4().hex[:6]}"
@@ -132,7 +151,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.es_url:
         from ret2_plugin.integrations.elasticsearch import backend_options_from_args
 
-        options = backend_options_from_args(args.es_url, api_key=args.api_key, username=args.username, password=args.password)
+        options = backend_options_from_args(
+            args.es_url, api_key=args.api_key, username=args.username, password=args.password
+        )
     else:
         from tests.es_node import start_node
 
@@ -148,7 +169,9 @@ def main(argv: list[str] | None = None) -> None:
             "dim": args.dim,
             "queries": args.queries,
             "data": "synthetic clustered unit vectors",
-            "ingest": bench_ingest(options, vectors[: args.ingest_docs or args.n], args.index_types.split(",")[0], args.chunk_size),
+            "ingest": bench_ingest(
+                options, vectors[: args.ingest_docs or args.n], args.index_types.split(",")[0], args.chunk_size
+            ),
             "knn": [
                 bench_knn(options, vectors, queries, t, args.top_k, args.num_candidates, args.force_merge)
                 for t in args.index_types.split(",")

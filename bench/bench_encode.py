@@ -122,7 +122,12 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
-        "model": {"width": args.width, "layers": args.layers, "image_size": args.image_size, "patch_size": args.patch_size},
+        "model": {
+            "width": args.width,
+            "layers": args.layers,
+            "image_size": args.image_size,
+            "patch_size": args.patch_size,
+        },
         "n": args.n,
         "batch_size": args.batch_size,
         "source_image_size": list(args.source_size),
@@ -167,16 +172,23 @@ def main() -> None:
                 for i in range(0, len(raw), args.batch_size):
                     module.prepare(raw[i : i + args.batch_size], task="document")
 
-            (t_bare, t_encode, t_stream, t_prep), cpu = timed_interleaved([bare, encode, stream, prepare_only], args.repeats)
+            (t_bare, t_encode, t_stream, t_prep), cpu = timed_interleaved(
+                [bare, encode, stream, prepare_only], args.repeats
+            )
             results[f"{kind}_prepare_only_per_s"] = round(args.n / t_prep, 1)
-            results[f"{kind}_cpu_s"] = dict(zip(("forward", "encode", "stream", "prepare_only"), (round(c, 2) for c in cpu)))
+            results[f"{kind}_cpu_s"] = dict(
+                zip(("forward", "encode", "stream", "prepare_only"), (round(c, 2) for c in cpu))
+            )
             results[f"{kind}_per_s"] = {
                 "forward": round(args.n / t_bare, 1),
                 "encode": round(args.n / t_encode, 1),
                 "stream": round(args.n / t_stream, 1),
             }
-            results[f"{kind}_efficiency"] = {"encode": round(t_bare / t_encode, 3), "stream": round(t_bare / t_stream, 3)}
-            del batches
+            results[f"{kind}_efficiency"] = {
+                "encode": round(t_bare / t_encode, 3),
+                "stream": round(t_bare / t_stream, 3),
+            }
+            batches.clear()  # free the prepared tensors before the next kind
         # flat memory: stream `--stream-multiplier` x n items from a generator; peak RSS must not grow with it
         results["peak_rss_mb"] = round(peak_rss_mb(), 1)
         reset = reset_peak_rss()

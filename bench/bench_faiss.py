@@ -54,11 +54,16 @@ def measure(backend: FaissBackend, queries: np.ndarray, truth: list[set[str]]) -
         latencies.append(time.perf_counter() - start)
         recall.append(len({h.id for h in hits} & expected) / 10)
     ms = np.asarray(latencies) * 1000
-    return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p95_ms": round(float(np.percentile(ms, 95)), 3),
-            "recall_at_10": round(float(np.mean(recall)), 4)}
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p95_ms": round(float(np.percentile(ms, 95)), 3),
+        "recall_at_10": round(float(np.mean(recall)), 4),
+    }
 
 
-def sweep(backend: FaissBackend, knob: str, values: list[int], queries: np.ndarray, truth: list[set[str]]) -> list[dict]:
+def sweep(
+    backend: FaissBackend, knob: str, values: list[int], queries: np.ndarray, truth: list[set[str]]
+) -> list[dict]:
     rows = []
     for value in values:
         setattr(backend.settings, knob, value)
@@ -92,13 +97,20 @@ def run(kind: str, args: argparse.Namespace) -> dict:
         hnsw.close()
 
         ivf_type = args.ivf or f"IVF{2 ** round(np.log2(np.sqrt(args.n)))},PQ{args.dim // 8}"
-        ivf, seconds = build(f"{tmp}/ivf", data, ivf_type, exact_threshold=0, train_min=args.n,
-                             refine_factor=args.refine_factor)
+        ivf, seconds = build(
+            f"{tmp}/ivf", data, ivf_type, exact_threshold=0, train_min=args.n, refine_factor=args.refine_factor
+        )
         rows = sweep(ivf, "nprobe", [4, 8, 16, 32, 64, 128, 256], queries, truth)
         if rows[-1]["recall_at_10"] < 0.95:  # PQ-limited (all lists probed): re-score more candidates
-            rows += [{"nprobe": ivf.settings.nprobe, **r} for r in sweep(ivf, "refine_factor", [25, 50, 100], queries, truth)]
-        out[ivf_type] = {"build_s": round(seconds, 2), "refine_factor_default": args.refine_factor, "sweep": rows,
-                         "best_at_recall_0.95": best(rows, flat_p50)}
+            rows += [
+                {"nprobe": ivf.settings.nprobe, **r} for r in sweep(ivf, "refine_factor", [25, 50, 100], queries, truth)
+            ]
+        out[ivf_type] = {
+            "build_s": round(seconds, 2),
+            "refine_factor_default": args.refine_factor,
+            "sweep": rows,
+            "best_at_recall_0.95": best(rows, flat_p50),
+        }
         ivf.close()
     return out
 
@@ -112,12 +124,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ivf", default=None, help="IVF factory string (default IVF{~sqrt n},PQ{dim/8})")
     parser.add_argument("--refine-factor", type=int, default=10)
     args = parser.parse_args(argv)
-    import faiss
     import os
 
-    result = {"n": args.n, "dim": args.dim, "queries": args.queries, "top_k": 10, "faiss": faiss.__version__,
-              "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "machine": platform.machine(),
-              "python": sys.version.split()[0], "latency": "per single query through FaissBackend.search, incl. payload fetch"}
+    import faiss
+
+    result = {
+        "n": args.n,
+        "dim": args.dim,
+        "queries": args.queries,
+        "top_k": 10,
+        "faiss": faiss.__version__,
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "machine": platform.machine(),
+        "python": sys.version.split()[0],
+        "latency": "per single query through FaissBackend.search, incl. payload fetch",
+    }
     start = time.perf_counter()
     for kind in args.datasets.split(","):
         result[kind] = run(kind, args)

@@ -78,14 +78,18 @@ def main() -> None:
             model = str(build_preset("tiny-clip-ret2", folder / "model"))
         docs = make_corpus(folder, args.n)
         encoder = load_encoder(model, device="cpu")
-        embedder = ReT2DocumentEmbedder(model=model, device="cpu", root_path=str(folder), batch_size=args.batch_size, progress_bar=False)
+        embedder = ReT2DocumentEmbedder(
+            model=model, device="cpu", root_path=str(folder), batch_size=args.batch_size, progress_bar=False
+        )
         embedder.warm_up()
         inputs = raw_inputs(docs, folder)
         encoder.encode_document(inputs[: args.batch_size], batch_size=args.batch_size)  # warm caches
         raw_times, comp_times = [], []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            encoder.encode_document(inputs, batch_size=args.batch_size, normalize_embeddings=True, convert_to_numpy=True)
+            encoder.encode_document(
+                inputs, batch_size=args.batch_size, normalize_embeddings=True, convert_to_numpy=True
+            )
             raw_times.append(time.perf_counter() - start)
             start = time.perf_counter()
             result = embedder.run(docs)
@@ -105,20 +109,25 @@ def main() -> None:
         InMemoryBackend.drop(location)
 
     raw_rate, comp_rate = args.n / min(raw_times), args.n / min(comp_times)
-    print(json.dumps({
-        "bench": "haystack",
-        "model": "tiny-clip-ret2 (random)" if args.model is None else args.model,
-        "documents": args.n,
-        "batch_size": args.batch_size,
-        "threads": os.environ.get("OMP_NUM_THREADS"),
-        "raw_encoder_docs_per_s": round(raw_rate, 1),
-        "document_embedder_docs_per_s": round(comp_rate, 1),
-        "component_over_raw": round(comp_rate / raw_rate, 3),
-        "goal_component_over_raw": 0.9,
-        "retriever_memory_p50_ms": round(float(np.percentile(latencies, 50)), 3),
-        "retriever_memory_p95_ms": round(float(np.percentile(latencies, 95)), 3),
-        "retriever_queries": len(latencies),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "bench": "haystack",
+                "model": "tiny-clip-ret2 (random)" if args.model is None else args.model,
+                "documents": args.n,
+                "batch_size": args.batch_size,
+                "threads": os.environ.get("OMP_NUM_THREADS"),
+                "raw_encoder_docs_per_s": round(raw_rate, 1),
+                "document_embedder_docs_per_s": round(comp_rate, 1),
+                "component_over_raw": round(comp_rate / raw_rate, 3),
+                "goal_component_over_raw": 0.9,
+                "retriever_memory_p50_ms": round(float(np.percentile(latencies, 50)), 3),
+                "retriever_memory_p95_ms": round(float(np.percentile(latencies, 95)), 3),
+                "retriever_queries": len(latencies),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

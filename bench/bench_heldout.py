@@ -35,7 +35,10 @@ def split_heldout(out: Path, seed: int, train_sample: int) -> dict[str, Path]:
     random.Random(seed).shuffle(docs)
     val_docs = set(docs[: len(docs) // 2])
     files = {}
-    for name, keep in (("val", lambda r: r["positives"][0] in val_docs), ("test", lambda r: r["positives"][0] not in val_docs)):
+    for name, keep in (
+        ("val", lambda r: r["positives"][0] in val_docs),
+        ("test", lambda r: r["positives"][0] not in val_docs),
+    ):
         path = out / f"queries_{name}.jsonl"
         for r in rows:  # image paths are relative to examples/data
             if "image" in r:
@@ -99,24 +102,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     processor.save_pretrained(zero)
 
     settings: dict[str, Any] = dict(
-        model=str(zero), queries=str(DATA / "queries_train.jsonl"), corpus=str(DATA / "corpus.jsonl"),
-        eval_queries=str(files["val"]), output_dir=str(args.out / "run"), max_steps=args.steps, batch_size=32,
-        lr=1e-3, backbone_lr_scale=1.0, eval_every=max(args.steps // 6, 1), num_workers=0, seed=args.seed, overwrite=True,
+        model=str(zero),
+        queries=str(DATA / "queries_train.jsonl"),
+        corpus=str(DATA / "corpus.jsonl"),
+        eval_queries=str(files["val"]),
+        output_dir=str(args.out / "run"),
+        max_steps=args.steps,
+        batch_size=32,
+        lr=1e-3,
+        backbone_lr_scale=1.0,
+        eval_every=max(args.steps // 6, 1),
+        num_workers=0,
+        seed=args.seed,
+        overwrite=True,
     )
     settings.update(parse_overrides(args.set))
     started = time.time()
-    cached = args.out / f"zero_shot-seed{args.seed}-sample{args.train_sample}.json"  # the zero-shot model is fixed by the seed
+    cached = (
+        args.out / f"zero_shot-seed{args.seed}-sample{args.train_sample}.json"
+    )  # the zero-shot model is fixed by the seed
     if cached.is_file():
         zero_shot = json.loads(cached.read_text())
     else:
-        zero_shot = {"test": evaluate_dir(zero, files["test"]), "train_sample": evaluate_dir(zero, files["train_sample"])["all"]}
+        zero_shot = {
+            "test": evaluate_dir(zero, files["test"]),
+            "train_sample": evaluate_dir(zero, files["train_sample"])["all"],
+        }
         cached.write_text(json.dumps(zero_shot, indent=2) + "\n")
     report: dict[str, Any] = {"settings": settings, "zero_shot": zero_shot}
     print(json.dumps({"zero_shot": zero_shot}), file=sys.stderr, flush=True)
     final = train(TrainConfig(**settings))
     summary = json.loads((args.out / "run" / "train_report.json").read_text())
-    report["training"] = {k: summary[k] for k in ("step", "total_steps", "stopped_early", "best", "model_is", "seconds")}
-    report["fine_tuned"] = {"test": evaluate_dir(final, files["test"]), "train_sample": evaluate_dir(final, files["train_sample"])["all"]}
+    report["training"] = {
+        k: summary[k] for k in ("step", "total_steps", "stopped_early", "best", "model_is", "seconds")
+    }
+    report["fine_tuned"] = {
+        "test": evaluate_dir(final, files["test"]),
+        "train_sample": evaluate_dir(final, files["train_sample"])["all"],
+    }
     zs, ft = report["zero_shot"]["test"]["all"]["recall@5"], report["fine_tuned"]["test"]["all"]["recall@5"]
     report["test_recall@5_ratio"] = round(ft / zs, 2) if zs else None
     report["train_test_gap_recall@5"] = round(report["fine_tuned"]["train_sample"]["recall@5"] - ft, 4)

@@ -69,7 +69,20 @@ def build_model(out: Path) -> Path:
 
 
 def peak_rss(mode: str, corpus: Path, index: Path, model: str, batch_size: int | None) -> dict:
-    command = [sys.executable, "-c", RUN, mode, "index", str(corpus), "--index", str(index), "--model", model, "--json", "--no-progress"]
+    command = [
+        sys.executable,
+        "-c",
+        RUN,
+        mode,
+        "index",
+        str(corpus),
+        "--index",
+        str(index),
+        "--model",
+        model,
+        "--json",
+        "--no-progress",
+    ]
     if batch_size is not None:
         command += ["--batch-size", str(batch_size)]
     hwm = index.with_suffix(".hwm")
@@ -79,20 +92,30 @@ def peak_rss(mode: str, corpus: Path, index: Path, model: str, batch_size: int |
     if proc.returncode != 0:
         raise SystemExit(f"ret2 index ({mode}) failed: {proc.stderr[-2000:]}")
     summary = json.loads(proc.stdout)
-    return {"peak_rss_mb": round(int(hwm.read_text()) / 1024, 1), "seconds": round(seconds, 1),
-            "indexed": summary["indexed"], "failed": summary["failed"]}
+    return {
+        "peak_rss_mb": round(int(hwm.read_text()) / 1024, 1),
+        "seconds": round(seconds, 1),
+        "indexed": summary["indexed"],
+        "failed": summary["failed"],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="model for `ret2 index` (default: a small 224 px CLIP-shaped model)")
+    parser.add_argument(
+        "--model", default=None, help="model for `ret2 index` (default: a small 224 px CLIP-shaped model)"
+    )
     parser.add_argument("--images", type=int, default=12)
     parser.add_argument("--size", type=int, default=9400)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the CLI's default")
     parser.add_argument("--skip-full", action="store_true", help="only measure the shipped (reducing) path")
-    parser.add_argument("--small-size", type=int, default=940,
-                        help="also index the same number of images this size (the reduced size), to show that peak RSS "
-                        "does not grow with source resolution (0: skip)")
+    parser.add_argument(
+        "--small-size",
+        type=int,
+        default=940,
+        help="also index the same number of images this size (the reduced size), to show that peak RSS "
+        "does not grow with source resolution (0: skip)",
+    )
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,9 +126,13 @@ def main() -> None:
         corpus = folder / "corpus.jsonl"
         corpus.write_text("".join(json.dumps({"id": p.stem, "image": p.name}) + "\n" for p in paths))
         result = {
-            "images": args.images, "size": f"{args.size}x{args.size}", "format": "PNG",
+            "images": args.images,
+            "size": f"{args.size}x{args.size}",
+            "format": "PNG",
             "mean_file_kb": round(sum(p.stat().st_size for p in paths) / len(paths) / 1024, 1),
-            "model": args.model if not args.model.startswith(tmp) else "small CLIP-shaped ReT-2, 224 px", "batch_size": args.batch_size or "CLI default", "cpu_count": os.cpu_count(),
+            "model": args.model if not args.model.startswith(tmp) else "small CLIP-shaped ReT-2, 224 px",
+            "batch_size": args.batch_size or "CLI default",
+            "cpu_count": os.cpu_count(),
             "reduced": peak_rss("reduced", corpus, folder / "ix-reduced", args.model, args.batch_size),
         }
         if args.small_size:
@@ -114,7 +141,9 @@ def main() -> None:
             small_paths = make_images(small, args.images, args.small_size)
             small_corpus = small / "corpus.jsonl"
             small_corpus.write_text("".join(json.dumps({"id": p.stem, "image": p.name}) + "\n" for p in small_paths))
-            result[f"small_{args.small_size}px"] = peak_rss("reduced", small_corpus, folder / "ix-small", args.model, args.batch_size)
+            result[f"small_{args.small_size}px"] = peak_rss(
+                "reduced", small_corpus, folder / "ix-small", args.model, args.batch_size
+            )
         if not args.skip_full:
             result["full_resolution"] = peak_rss("full", corpus, folder / "ix-full", args.model, args.batch_size)
         result["goal_peak_rss_mb"] = 2048

@@ -31,8 +31,13 @@ def _time(fn, repeats: int) -> float:
 
 def run(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
-    text, vision = clip_tower_configs(width=args.width, layers=args.layers, heads=args.width // 64,
-                                      image_size=args.image_size, patch_size=args.patch_size)
+    text, vision = clip_tower_configs(
+        width=args.width,
+        layers=args.layers,
+        heads=args.width // 64,
+        image_size=args.image_size,
+        patch_size=args.patch_size,
+    )
     device = torch.device(args.device)
     batch = {
         "input_ids": torch.randint(0, 49408, (args.batch, args.text_len), device=device),
@@ -70,7 +75,10 @@ def run(args: argparse.Namespace) -> dict:
         "benchmark": "fusion_overhead",
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, {args.device}",
         "torch": torch.__version__,
-        "shape": {k: getattr(args, k) for k in ("width", "layers", "image_size", "patch_size", "text_len", "hidden", "queries", "batch")},
+        "shape": {
+            k: getattr(args, k)
+            for k in ("width", "layers", "image_size", "patch_size", "text_len", "hidden", "queries", "batch")
+        },
         "results": results,
     }
 

@@ -71,7 +71,10 @@ def main() -> None:
         by_kind = {}
         for kind in kinds:
             rows = [i for i, q in enumerate(queries) if str(q.meta.get("kind", "all")) == kind]
-            by_kind[kind] = {k: round(v, 4) for k, v in retrieval_metrics([rankings[i] for i in rows], [relevants[i] for i in rows]).items()}
+            by_kind[kind] = {
+                k: round(v, 4)
+                for k, v in retrieval_metrics([rankings[i] for i in rows], [relevants[i] for i in rows]).items()
+            }
         results[precision] = {
             "encode_s": round(best[precision], 2),
             "items_per_s": round(items / best[precision], 1),
@@ -83,15 +86,32 @@ def main() -> None:
         ref_docs = outputs["fp32"][0] / np.linalg.norm(outputs["fp32"][0], axis=-1, keepdims=True)
         for precision, row in results.items():
             row["speedup_vs_fp32"] = round(base["encode_s"] / row["encode_s"], 3)
-            row["recall_change_vs_fp32"] = {k: round(row["metrics"][k] - base["metrics"][k], 4) for k in ("recall@1", "recall@5", "recall@10")}
+            row["recall_change_vs_fp32"] = {
+                k: round(row["metrics"][k] - base["metrics"][k], 4) for k in ("recall@1", "recall@5", "recall@10")
+            }
             docs = outputs[precision][0] / np.linalg.norm(outputs[precision][0], axis=-1, keepdims=True)
-            row["document_cosine_to_fp32"] = {"min": round(float((docs * ref_docs).sum(-1).min()), 4),
-                                              "mean": round(float((docs * ref_docs).sum(-1).mean()), 4)}
-    print(json.dumps({
-        "benchmark": "precision_modes", "model": path, "device": "cpu", "torch_threads": torch.get_num_threads(),
-        "documents": len(corpus), "heldout_queries": len(queries), "rounds": args.rounds, "batch_size": args.batch_size,
-        "input_errors": len(errors), "load_average_at_start": list(os.getloadavg()), "results": results,
-    }, indent=2))
+            row["document_cosine_to_fp32"] = {
+                "min": round(float((docs * ref_docs).sum(-1).min()), 4),
+                "mean": round(float((docs * ref_docs).sum(-1).mean()), 4),
+            }
+    print(
+        json.dumps(
+            {
+                "benchmark": "precision_modes",
+                "model": path,
+                "device": "cpu",
+                "torch_threads": torch.get_num_threads(),
+                "documents": len(corpus),
+                "heldout_queries": len(queries),
+                "rounds": args.rounds,
+                "batch_size": args.batch_size,
+                "input_errors": len(errors),
+                "load_average_at_start": list(os.getloadavg()),
+                "results": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -62,16 +62,35 @@ def run_ours(args: argparse.Namespace, checkpointing: bool) -> dict[str, Any]:
     from ret2_plugin.trainers.loop import Trainer
 
     with tempfile.TemporaryDirectory() as out:
-        cfg = TrainConfig(model=args.model, queries=args.queries, corpus=args.corpus, output_dir=out,
-                          batch_size=args.batch_size, max_steps=args.warmup + args.steps, num_workers=args.workers,
-                          gradient_checkpointing=checkpointing, precision=args.precision, device=args.device,
-                          text_backbone="full", vision_backbone="full", log_every=1, progress=False,
-                          eval_at_end=False, select_best=False, plot=False, warmup_steps=0)
+        cfg = TrainConfig(
+            model=args.model,
+            queries=args.queries,
+            corpus=args.corpus,
+            output_dir=out,
+            batch_size=args.batch_size,
+            max_steps=args.warmup + args.steps,
+            num_workers=args.workers,
+            gradient_checkpointing=checkpointing,
+            precision=args.precision,
+            device=args.device,
+            text_backbone="full",
+            vision_backbone="full",
+            log_every=1,
+            progress=False,
+            eval_at_end=False,
+            select_best=False,
+            plot=False,
+            warmup_steps=0,
+        )
         trainer = Trainer(cfg)
         trainer.train()
         times = {r["step"]: r["time"] for r in trainer.metrics.read() if r.get("kind") == "train"}
     elapsed = times[args.warmup + args.steps] - times[args.warmup]
-    return {"steps_per_s": args.steps / elapsed, "checkpointed": trainer.checkpointed, **_peak_memory(str(trainer.device))}
+    return {
+        "steps_per_s": args.steps / elapsed,
+        "checkpointed": trainer.checkpointed,
+        **_peak_memory(str(trainer.device)),
+    }
 
 
 def run_hand(args: argparse.Namespace) -> dict[str, Any]:
@@ -91,12 +110,14 @@ def run_hand(args: argparse.Namespace) -> dict[str, Any]:
     processor = ReT2Processor.from_pretrained(args.model)
     data = TrainingData.load(args.queries, args.corpus)
     sampler = ResumableBatchSampler(len(data.queries), args.batch_size)
-    loader = make_loader(PairDataset(data), collate_fn=PairCollator(processor), batch_sampler=sampler, num_workers=args.workers)
+    loader = make_loader(
+        PairDataset(data), collate_fn=PairCollator(processor), batch_sampler=sampler, num_workers=args.workers
+    )
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
     batches = iter(loader)
     stamps = []
-    for step in range(args.warmup + args.steps + 1):
+    for _step in range(args.warmup + args.steps + 1):
         try:
             batch = next(batches)
         except StopIteration:
@@ -137,7 +158,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--device")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    parser.add_argument("--repeats", type=int, default=2, help="alternate the configurations this many times; best run kept")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="alternate the configurations this many times; best run kept"
+    )
     parser.add_argument("--one", choices=["ours", "ours_ckpt", "hand"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -152,9 +175,28 @@ def main() -> int:
             args.queries, args.corpus = paths["queries"], paths["corpus"]
         results: dict[str, Any] = {}
         for name in ("hand", "ours", "ours_ckpt") * args.repeats:
-            cmd = [sys.executable, __file__, "--one", name, "--model", args.model, "--queries", args.queries,
-                   "--corpus", args.corpus, "--steps", str(args.steps), "--warmup", str(args.warmup),
-                   "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--precision", args.precision]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                name,
+                "--model",
+                args.model,
+                "--queries",
+                args.queries,
+                "--corpus",
+                args.corpus,
+                "--steps",
+                str(args.steps),
+                "--warmup",
+                str(args.warmup),
+                "--batch-size",
+                str(args.batch_size),
+                "--workers",
+                str(args.workers),
+                "--precision",
+                args.precision,
+            ]
             if args.device:
                 cmd += ["--device", args.device]
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -164,8 +206,14 @@ def main() -> int:
             run = json.loads(proc.stdout.strip().splitlines()[-1])
             if run["steps_per_s"] > results.get(name, {}).get("steps_per_s", 0):  # best of the repeats: least disturbed
                 results[name] = run
-    report: dict[str, Any] = {"benchmark": "train", "steps": args.steps, "batch_size": args.batch_size,
-                              "precision": args.precision, "device": args.device or "auto", **results}
+    report: dict[str, Any] = {
+        "benchmark": "train",
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "precision": args.precision,
+        "device": args.device or "auto",
+        **results,
+    }
     if "steps_per_s" in results.get("hand", {}) and "steps_per_s" in results.get("ours", {}):
         report["overhead_ratio"] = results["hand"]["steps_per_s"] / results["ours"]["steps_per_s"]
     if "steps_per_s" in results.get("ours_ckpt", {}) and "steps_per_s" in results.get("ours", {}):

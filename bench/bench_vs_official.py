@@ -31,17 +31,41 @@ from typing import Any
 # CLIP tower shapes (text, vision, official layer strategy). Random weights: shapes are what matters.
 SHAPES: dict[str, dict[str, Any]] = {
     "vit-b-16": {
-        "text": dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8,
-                     max_position_embeddings=77, vocab_size=49408),
-        "vision": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                       image_size=224, patch_size=16),
+        "text": dict(
+            hidden_size=512,
+            intermediate_size=2048,
+            num_hidden_layers=12,
+            num_attention_heads=8,
+            max_position_embeddings=77,
+            vocab_size=49408,
+        ),
+        "vision": dict(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            image_size=224,
+            patch_size=16,
+        ),
         "layer_strategy": "clip_vit_b",
     },
     "vit-l-14": {
-        "text": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                     max_position_embeddings=77, vocab_size=49408),
-        "vision": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                       image_size=224, patch_size=14),
+        "text": dict(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            max_position_embeddings=77,
+            vocab_size=49408,
+        ),
+        "vision": dict(
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            image_size=224,
+            patch_size=14,
+        ),
         "layer_strategy": "clip_vit_l",
     },
 }
@@ -73,8 +97,13 @@ def _official_build(out: Path, shape: str, pooled: bool, seed: int) -> None:
         return dict(
             text_config=dict(model_type="clip_text_model", **spec["text"]),
             vision_config=dict(model_type="clip_vision_model", **spec["vision"]),
-            layer_strategy=spec["layer_strategy"], use_pooler_features=pooled, hidden_size=1024, num_queries=32,
-            late_proj_output_size=128, input_gate_bias_prior=0.5, forget_gate_bias_prior=-0.5,
+            layer_strategy=spec["layer_strategy"],
+            use_pooler_features=pooled,
+            hidden_size=1024,
+            num_queries=32,
+            late_proj_output_size=128,
+            input_gate_bias_prior=0.5,
+            forget_gate_bias_prior=-0.5,
         )
 
     config = RetrieverConfig(query_config=ret_config(), passage_config=ret_config(), share_query_passage_models=False)
@@ -123,7 +152,9 @@ def _worker(args: argparse.Namespace) -> None:
     load_s = time.perf_counter() - start
     load_peak = _status_mb("VmHWM")
     data = np.load(args.inputs)
-    batch = {k: torch.from_numpy(data[k]) for k in ("input_ids", "attention_mask", "pixel_values", "text_mask", "image_mask")}
+    batch = {
+        k: torch.from_numpy(data[k]) for k in ("input_ids", "attention_mask", "pixel_values", "text_mask", "image_mask")
+    }
     _reset_peak()
     rss_before_forward = _status_mb("VmRSS")
     times, outputs = [], {}
@@ -139,11 +170,21 @@ def _worker(args: argparse.Namespace) -> None:
         forward_peak = max(forward_peak, _status_mb("VmHWM"))
         outputs["document"] = out.float().numpy()
     np.savez(args.out, **outputs)
-    print(json.dumps({
-        "rss_after_imports_mb": rss_after_imports, "load_s": load_s, "forward_s": min(times), "forward_all_s": times, "peak_rss_load_mb": load_peak,
-        "rss_before_forward_mb": rss_before_forward, "peak_rss_forward_mb": forward_peak,
-        "threads": torch.get_num_threads(), "torch": torch.__version__,
-    }))
+    print(
+        json.dumps(
+            {
+                "rss_after_imports_mb": rss_after_imports,
+                "load_s": load_s,
+                "forward_s": min(times),
+                "forward_all_s": times,
+                "peak_rss_load_mb": load_peak,
+                "rss_before_forward_mb": rss_before_forward,
+                "peak_rss_forward_mb": forward_peak,
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+            }
+        )
+    )
 
 
 # ---- driver --------------------------------------------------------------------------------------
@@ -158,15 +199,41 @@ def _inputs(path: Path, shape: str, batch: int, text_len: int, seed: int) -> Non
     mask = (np.arange(text_len)[None, :] < lengths[:, None]).astype(np.int64)
     ids[np.arange(batch), lengths - 1] = 49407  # CLIP eos at each row's end, padding after it
     ids = np.where(mask == 1, ids, 49407)
-    np.savez(path, input_ids=ids, attention_mask=mask,
-             pixel_values=rng.standard_normal((batch, 3, size, size), dtype=np.float32),
-             text_mask=np.ones(batch, dtype=np.float32), image_mask=np.ones(batch, dtype=np.float32))
+    np.savez(
+        path,
+        input_ids=ids,
+        attention_mask=mask,
+        pixel_values=rng.standard_normal((batch, 3, size, size), dtype=np.float32),
+        text_mask=np.ones(batch, dtype=np.float32),
+        image_mask=np.ones(batch, dtype=np.float32),
+    )
 
 
-def _run_worker(python: str, env: dict[str, str], kind: str, checkpoint: Path, inputs: Path, out: Path, repeats: int,
-                query_check: bool) -> dict:
-    cmd = [python, __file__, "--worker", kind, "--checkpoint", str(checkpoint), "--inputs", str(inputs),
-           "--out", str(out), "--repeats", str(repeats), *([] if query_check else ["--no-query-check"])]
+def _run_worker(
+    python: str,
+    env: dict[str, str],
+    kind: str,
+    checkpoint: Path,
+    inputs: Path,
+    out: Path,
+    repeats: int,
+    query_check: bool,
+) -> dict:
+    cmd = [
+        python,
+        __file__,
+        "--worker",
+        kind,
+        "--checkpoint",
+        str(checkpoint),
+        "--inputs",
+        str(inputs),
+        "--out",
+        str(out),
+        "--repeats",
+        str(repeats),
+        *([] if query_check else ["--no-query-check"]),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{kind} worker failed ({done.returncode}):\n{done.stderr[-4000:]}")
@@ -200,8 +267,12 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (separate processes each)")
     parser.add_argument("--repeats", type=int, default=2, help="timed document-side forwards per process (best taken)")
-    parser.add_argument("--no-query-check", dest="query_check", action="store_false",
-                        help="skip the query-side forward (it doubles as warm-up; without it the first timed forward is cold)")
+    parser.add_argument(
+        "--no-query-check",
+        dest="query_check",
+        action="store_false",
+        help="skip the query-side forward (it doubles as warm-up; without it the first timed forward is cold)",
+    )
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--text-len", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
@@ -218,14 +289,26 @@ def main() -> None:
 
     base_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "RET2_LOAD_PLUGINS": ""}
     official_env = {**base_env, "PYTHONPATH": str(args.official_repo.resolve())}
-    stubbed = _stub_training_only_imports(args.official_python, official_env, Path(tempfile.mkdtemp(prefix="ret-official-stubs-")))
+    stubbed = _stub_training_only_imports(
+        args.official_python, official_env, Path(tempfile.mkdtemp(prefix="ret-official-stubs-"))
+    )
     ours_env = dict(base_env)
     pythons = {"official": args.official_python, "ours": sys.executable}
     envs = {"official": official_env, "ours": ours_env}
     report: dict[str, Any] = {
-        "benchmark": "vs_official", "device": "cpu", "dtype": "fp32", "cpu_count": os.cpu_count(),
-        "query_side_checked": args.query_check, "batch": args.batch, "text_len": args.text_len, "rounds": args.rounds, "repeats_per_process": args.repeats,
-        "hidden_size": 1024, "num_queries": 32, "tolerance": TOLERANCE, "load_average_at_start": list(os.getloadavg()),
+        "benchmark": "vs_official",
+        "device": "cpu",
+        "dtype": "fp32",
+        "cpu_count": os.cpu_count(),
+        "query_side_checked": args.query_check,
+        "batch": args.batch,
+        "text_len": args.text_len,
+        "rounds": args.rounds,
+        "repeats_per_process": args.repeats,
+        "hidden_size": 1024,
+        "num_queries": 32,
+        "tolerance": TOLERANCE,
+        "load_average_at_start": list(os.getloadavg()),
         "official_placeholder_modules": stubbed,
         "results": {},
     }
@@ -239,10 +322,16 @@ def main() -> None:
                 checkpoint = work / f"official-{shape}-{variant}"
                 if not (checkpoint / "config.json").is_file():
                     build = subprocess.run(
-                        [args.official_python, "-c",
-                         f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_vs_official as b; "
-                         f"b._official_build(b.Path({str(checkpoint)!r}), {shape!r}, {VARIANTS[variant]!r}, {args.seed})"],
-                        env=official_env, capture_output=True, text=True)
+                        [
+                            args.official_python,
+                            "-c",
+                            f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import bench_vs_official as b; "
+                            f"b._official_build(b.Path({str(checkpoint)!r}), {shape!r}, {VARIANTS[variant]!r}, {args.seed})",
+                        ],
+                        env=official_env,
+                        capture_output=True,
+                        text=True,
+                    )
                     if build.returncode != 0:
                         raise RuntimeError(f"official build failed:\n{build.stderr[-4000:]}")
                 runs: dict[str, list[dict]] = {"official": [], "ours": []}
@@ -251,16 +340,33 @@ def main() -> None:
                     order = ("official", "ours") if r % 2 == 0 else ("ours", "official")
                     outs = {}
                     for kind in order:
-                        outs[kind] = work / f"out-{shape}-{variant}-{kind}-{os.getpid()}.npz"  # concurrent runs may share workdir
-                        runs[kind].append(_run_worker(pythons[kind], envs[kind], kind, checkpoint, inputs, outs[kind], args.repeats,
-                                                      args.query_check))
+                        outs[kind] = (
+                            work / f"out-{shape}-{variant}-{kind}-{os.getpid()}.npz"
+                        )  # concurrent runs may share workdir
+                        runs[kind].append(
+                            _run_worker(
+                                pythons[kind],
+                                envs[kind],
+                                kind,
+                                checkpoint,
+                                inputs,
+                                outs[kind],
+                                args.repeats,
+                                args.query_check,
+                            )
+                        )
                     a, b = np.load(outs["official"]), np.load(outs["ours"])
                     for side in max_diff:
                         if a[side].shape != b[side].shape:
-                            raise AssertionError(f"{shape}/{variant} {side}: shapes differ {a[side].shape} vs {b[side].shape}")
+                            raise AssertionError(
+                                f"{shape}/{variant} {side}: shapes differ {a[side].shape} vs {b[side].shape}"
+                            )
                         max_diff[side] = max(max_diff[side], float(np.abs(a[side] - b[side]).max()))
-                entry: dict[str, Any] = {"output_shape": list(b["document"].shape), "max_abs_diff": max_diff,
-                                         "equal_within_tolerance": max(max_diff.values()) <= TOLERANCE}
+                entry: dict[str, Any] = {
+                    "output_shape": list(b["document"].shape),
+                    "max_abs_diff": max_diff,
+                    "equal_within_tolerance": max(max_diff.values()) <= TOLERANCE,
+                }
                 for kind, rows in runs.items():
                     entry[kind] = {
                         "forward_s": _summary([x["forward_s"] for x in rows]),
@@ -268,9 +374,14 @@ def main() -> None:
                         "peak_rss_load_mb": _summary([x["peak_rss_load_mb"] for x in rows]),
                         "peak_rss_forward_mb": _summary([x["peak_rss_forward_mb"] for x in rows]),
                         "rss_after_imports_mb": _summary([x["rss_after_imports_mb"] for x in rows]),
-                        "load_above_imports_mb": _summary([x["peak_rss_load_mb"] - x["rss_after_imports_mb"] for x in rows]),
-                        "forward_above_imports_mb": _summary([x["peak_rss_forward_mb"] - x["rss_after_imports_mb"] for x in rows]),
-                        "torch": rows[0]["torch"], "threads": rows[0]["threads"],
+                        "load_above_imports_mb": _summary(
+                            [x["peak_rss_load_mb"] - x["rss_after_imports_mb"] for x in rows]
+                        ),
+                        "forward_above_imports_mb": _summary(
+                            [x["peak_rss_forward_mb"] - x["rss_after_imports_mb"] for x in rows]
+                        ),
+                        "torch": rows[0]["torch"],
+                        "threads": rows[0]["threads"],
                     }
                 o, u = entry["official"], entry["ours"]
                 ratios = [x["forward_s"] / y["forward_s"] for x, y in zip(runs["official"], runs["ours"])]
@@ -278,8 +389,12 @@ def main() -> None:
                     "of_medians": round(o["forward_s"]["median"] / u["forward_s"]["median"], 3),
                     "per_round": [round(x, 3) for x in ratios],
                 }
-                entry["load_rss_ratio_ours_over_official"] = round(u["peak_rss_load_mb"]["median"] / o["peak_rss_load_mb"]["median"], 3)
-                entry["forward_rss_ratio_ours_over_official"] = round(u["peak_rss_forward_mb"]["median"] / o["peak_rss_forward_mb"]["median"], 3)
+                entry["load_rss_ratio_ours_over_official"] = round(
+                    u["peak_rss_load_mb"]["median"] / o["peak_rss_load_mb"]["median"], 3
+                )
+                entry["forward_rss_ratio_ours_over_official"] = round(
+                    u["peak_rss_forward_mb"]["median"] / o["peak_rss_forward_mb"]["median"], 3
+                )
                 entry["above_imports_ratios_ours_over_official"] = {
                     phase: round(u[f"{phase}_above_imports_mb"]["median"] / o[f"{phase}_above_imports_mb"]["median"], 3)
                     for phase in ("load", "forward")

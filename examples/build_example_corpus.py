@@ -42,42 +42,108 @@ BACKGROUNDS = ((255, 255, 255), (240, 240, 240), (255, 248, 225), (225, 240, 255
 
 # skimage.data photos with a clear licence: file -> (caption, subcategory, text queries, hint).
 PHOTOS: dict[str, tuple[str, str, tuple[str, str], str]] = {
-    "astronaut.png": ("astronaut Eileen Collins in an orange flight suit next to the American flag",
-                      "people", ("NASA astronaut portrait in a flight suit", "woman astronaut posing with a US flag"),
-                      "astronaut"),
-    "camera.png": ("black and white photo of a man looking through a camera on a tripod", "people",
-                   ("cameraman filming on a lawn", "grayscale photo of a photographer with a tripod"), "cameraman"),
-    "brick.png": ("a brick wall seen at an angle, grayscale texture", "texture",
-                  ("bricks texture", "masonry wall pattern"), "bricks"),
-    "grass.png": ("close-up of grass, grayscale texture", "texture",
-                  ("lawn texture", "blades of grass pattern"), "grass"),
-    "gravel.png": ("gravel stones, grayscale texture", "texture",
-                   ("pebbles texture", "small rocks covering the ground"), "gravel"),
-    "text.png": ("handwritten characters photographed at an angle", "document",
-                 ("photo of handwriting", "scribbled symbols on a board"), "handwriting"),
-    "cell.png": ("a single cell floating in saline, microscope image", "microscopy",
-                 ("round cell under a microscope", "microscopy of a floating cell"), "cell"),
-    "coins.png": ("ancient Greek coins from Pompeii laid out in rows", "objects",
-                  ("old coins arranged in a grid", "collection of ancient coins"), "coins"),
-    "microaneurysms.png": ("grayscale close-up of retinal blood vessels with microaneurysms", "medical imaging",
-                           ("retina vessels close-up in grayscale", "fundus detail with microaneurysms"),
-                           "blood vessels"),
-    "horse.png": ("black silhouette of a horse", "silhouette",
-                  ("horse shape in black", "dark outline of a standing horse"), "silhouette"),
-    "clock_motion.png": ("a motion-blurred clock on a gray background", "objects",
-                         ("blurry wall clock", "clock photographed with motion blur"), "blurred clock"),
-    "ihc.png": ("immunohistochemistry stained tissue under a microscope, brown and blue", "microscopy",
-                ("IHC staining of tissue", "brown stained tissue slide"), "stained tissue"),
-    "chelsea.png": ("Chelsea the tabby cat, close-up of its face", "animals",
-                    ("photo of a tabby cat", "close-up of a cat with green eyes"), "tabby cat"),
-    "coffee.png": ("a cup of espresso on a red saucer on a wooden table", "food & drink",
-                   ("espresso cup with a spoon", "coffee in a red cup"), "espresso"),
-    "hubble_deep_field.jpg": ("Hubble eXtreme Deep Field, thousands of galaxies in space", "astronomy",
-                              ("deep space galaxies", "telescope image of distant galaxies"), "galaxies"),
-    "retina.jpg": ("fundus photograph of a healthy human retina", "medical imaging",
-                   ("photo of the back of the eye", "eye fundus with blood vessels"), "retina"),
-    "rocket.jpg": ("Falcon 9 rocket on the launch pad at night before the DSCOVR launch", "space",
-                   ("SpaceX rocket ready for launch", "rocket on a launch pad at dusk"), "launch pad"),
+    "astronaut.png": (
+        "astronaut Eileen Collins in an orange flight suit next to the American flag",
+        "people",
+        ("NASA astronaut portrait in a flight suit", "woman astronaut posing with a US flag"),
+        "astronaut",
+    ),
+    "camera.png": (
+        "black and white photo of a man looking through a camera on a tripod",
+        "people",
+        ("cameraman filming on a lawn", "grayscale photo of a photographer with a tripod"),
+        "cameraman",
+    ),
+    "brick.png": (
+        "a brick wall seen at an angle, grayscale texture",
+        "texture",
+        ("bricks texture", "masonry wall pattern"),
+        "bricks",
+    ),
+    "grass.png": (
+        "close-up of grass, grayscale texture",
+        "texture",
+        ("lawn texture", "blades of grass pattern"),
+        "grass",
+    ),
+    "gravel.png": (
+        "gravel stones, grayscale texture",
+        "texture",
+        ("pebbles texture", "small rocks covering the ground"),
+        "gravel",
+    ),
+    "text.png": (
+        "handwritten characters photographed at an angle",
+        "document",
+        ("photo of handwriting", "scribbled symbols on a board"),
+        "handwriting",
+    ),
+    "cell.png": (
+        "a single cell floating in saline, microscope image",
+        "microscopy",
+        ("round cell under a microscope", "microscopy of a floating cell"),
+        "cell",
+    ),
+    "coins.png": (
+        "ancient Greek coins from Pompeii laid out in rows",
+        "objects",
+        ("old coins arranged in a grid", "collection of ancient coins"),
+        "coins",
+    ),
+    "microaneurysms.png": (
+        "grayscale close-up of retinal blood vessels with microaneurysms",
+        "medical imaging",
+        ("retina vessels close-up in grayscale", "fundus detail with microaneurysms"),
+        "blood vessels",
+    ),
+    "horse.png": (
+        "black silhouette of a horse",
+        "silhouette",
+        ("horse shape in black", "dark outline of a standing horse"),
+        "silhouette",
+    ),
+    "clock_motion.png": (
+        "a motion-blurred clock on a gray background",
+        "objects",
+        ("blurry wall clock", "clock photographed with motion blur"),
+        "blurred clock",
+    ),
+    "ihc.png": (
+        "immunohistochemistry stained tissue under a microscope, brown and blue",
+        "microscopy",
+        ("IHC staining of tissue", "brown stained tissue slide"),
+        "stained tissue",
+    ),
+    "chelsea.png": (
+        "Chelsea the tabby cat, close-up of its face",
+        "animals",
+        ("photo of a tabby cat", "close-up of a cat with green eyes"),
+        "tabby cat",
+    ),
+    "coffee.png": (
+        "a cup of espresso on a red saucer on a wooden table",
+        "food & drink",
+        ("espresso cup with a spoon", "coffee in a red cup"),
+        "espresso",
+    ),
+    "hubble_deep_field.jpg": (
+        "Hubble eXtreme Deep Field, thousands of galaxies in space",
+        "astronomy",
+        ("deep space galaxies", "telescope image of distant galaxies"),
+        "galaxies",
+    ),
+    "retina.jpg": (
+        "fundus photograph of a healthy human retina",
+        "medical imaging",
+        ("photo of the back of the eye", "eye fundus with blood vessels"),
+        "retina",
+    ),
+    "rocket.jpg": (
+        "Falcon 9 rocket on the launch pad at night before the DSCOVR launch",
+        "space",
+        ("SpaceX rocket ready for launch", "rocket on a launch pad at dusk"),
+        "launch pad",
+    ),
 }
 
 
@@ -192,13 +258,29 @@ def _queries(doc_id: str, texts: list[str], hint: str, qimage: str, instruction:
     for i, text in enumerate(texts):
         rows.append({"id": f"q-{doc_id}-t{i}", "text": text, "positives": [doc_id], "meta": {"kind": "text"}})
     rows.append({"id": f"q-{doc_id}-i", "image": qimage, "positives": [doc_id], "meta": {"kind": "image"}})
-    rows.append({"id": f"q-{doc_id}-ti", "text": hint, "image": qimage, "instruction": instruction,
-                 "positives": [doc_id], "meta": {"kind": "text+image"}})
+    rows.append(
+        {
+            "id": f"q-{doc_id}-ti",
+            "text": hint,
+            "image": qimage,
+            "instruction": instruction,
+            "positives": [doc_id],
+            "meta": {"kind": "text+image"},
+        }
+    )
     return rows
 
 
-def build(package: Path, emojilib: Path, wheel: Path, out: Path, seed: int, n_emoji: int,
-          unimodal_frac: float, heldout_frac: float) -> dict[str, Any]:
+def build(
+    package: Path,
+    emojilib: Path,
+    wheel: Path,
+    out: Path,
+    seed: int,
+    n_emoji: int,
+    unimodal_frac: float,
+    heldout_frac: float,
+) -> dict[str, Any]:
     """Write corpus.jsonl, queries_{train,heldout}.jsonl, images/ and query_images/ under `out`."""
     rng = random.Random(seed)
     stage = out / ".build-tmp"
@@ -256,18 +338,27 @@ def build(package: Path, emojilib: Path, wheel: Path, out: Path, seed: int, n_em
             doc_img, q_img = _photo_images(zf.read(f"skimage/data/{name}"), rng)
             doc_img.save(stage / "images" / f"{doc_id}.jpg", "JPEG", quality=85)
             q_img.save(stage / "query_images" / f"{doc_id}.jpg", "JPEG", quality=85)
-            docs.append({"id": doc_id, "text": caption, "image": f"images/{doc_id}.jpg",
-                         "meta": {"category": "Photos", "subcategory": subcategory, "source": "photo"}})
-            queries[doc_id] = _queries(doc_id, list(texts), hint, f"query_images/{doc_id}.jpg",
-                                       rng.choice(INSTRUCTIONS))
+            docs.append(
+                {
+                    "id": doc_id,
+                    "text": caption,
+                    "image": f"images/{doc_id}.jpg",
+                    "meta": {"category": "Photos", "subcategory": subcategory, "source": "photo"},
+                }
+            )
+            queries[doc_id] = _queries(
+                doc_id, list(texts), hint, f"query_images/{doc_id}.jpg", rng.choice(INSTRUCTIONS)
+            )
 
     rng.shuffle(docs)  # a mixed order, so that any prefix (e.g. a quick demo subset) spans all categories
     ids = [d["id"] for d in docs]
     order = ids[:]
     rng.shuffle(order)
     heldout = set(order[: int(round(len(ids) * heldout_frac))])
-    split = {"train": [q for i in ids if i not in heldout for q in queries[i]],
-             "heldout": [q for i in ids if i in heldout for q in queries[i]]}
+    split = {
+        "train": [q for i in ids if i not in heldout for q in queries[i]],
+        "heldout": [q for i in ids if i in heldout for q in queries[i]],
+    }
 
     def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
         with path.open("w", encoding="utf-8") as handle:
@@ -292,11 +383,15 @@ def build(package: Path, emojilib: Path, wheel: Path, out: Path, seed: int, n_em
         return counts
 
     return {
-        "documents": len(docs), "emoji": len(emoji), "photos": len(PHOTOS),
+        "documents": len(docs),
+        "emoji": len(emoji),
+        "photos": len(PHOTOS),
         "text_only_docs": sum(1 for d in docs if "image" not in d),
         "image_only_docs": sum(1 for d in docs if "text" not in d),
-        "train_docs": len(ids) - len(heldout), "heldout_docs": len(heldout),
-        "train_queries": kinds(split["train"]), "heldout_queries": kinds(split["heldout"]),
+        "train_docs": len(ids) - len(heldout),
+        "heldout_docs": len(heldout),
+        "train_queries": kinds(split["train"]),
+        "heldout_queries": kinds(split["heldout"]),
     }
 
 
@@ -308,13 +403,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "data")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-emoji", type=int, default=700)
-    parser.add_argument("--unimodal-frac", type=float, default=0.04,
-                        help="fraction of emoji documents made text-only, and again image-only")
+    parser.add_argument(
+        "--unimodal-frac",
+        type=float,
+        default=0.04,
+        help="fraction of emoji documents made text-only, and again image-only",
+    )
     parser.add_argument("--heldout-frac", type=float, default=0.2)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    stats = build(args.emoji_package, args.emojilib, args.skimage_wheel, args.out, args.seed,
-                  args.n_emoji, args.unimodal_frac, args.heldout_frac)
+    stats = build(
+        args.emoji_package,
+        args.emojilib,
+        args.skimage_wheel,
+        args.out,
+        args.seed,
+        args.n_emoji,
+        args.unimodal_frac,
+        args.heldout_frac,
+    )
     json.dump(stats, sys.stdout, indent=2)
     print()
     return 0

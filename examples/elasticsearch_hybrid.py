@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ret2_plugin import load_encoder
-from ret2_plugin.indexing import index_corpus
 from ret2_plugin.app.model_store import resolve_model
+from ret2_plugin.indexing import index_corpus
 from ret2_plugin.search import create_index, embed_query
 
 DATA = Path(__file__).resolve().parent / "data"

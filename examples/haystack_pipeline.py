@@ -12,9 +12,9 @@ import tempfile
 from pathlib import Path
 
 from haystack import Document, Pipeline
+
 from haystack_integrations.components.embedders.ret2 import ReT2DocumentEmbedder
 from haystack_integrations.components.writers.ret2 import ReT2DocumentWriter
-
 from ret2_plugin.app.model_store import resolve_model
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -1,7 +1,7 @@
 """Quickstart: embed text, images and text+image items with one encoder, index them, search.
 
-    python examples/quickstart.py                 # the offline starter model (built on first use)
-    python examples/quickstart.py --model DIR     # any saved ret2 model / official ReT checkpoint
+python examples/quickstart.py                 # the offline starter model (built on first use)
+python examples/quickstart.py --model DIR     # any saved ret2 model / official ReT checkpoint
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import argparse
 from pathlib import Path
 
 from ret2_plugin import load_encoder
-from ret2_plugin.index import IndexRecord
 from ret2_plugin.app.model_store import resolve_model
+from ret2_plugin.index import IndexRecord
 from ret2_plugin.plugins import get_index_backend
 
 DATA = Path(__file__).resolve().parent / "data"

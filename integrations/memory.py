@@ -16,8 +16,8 @@ import numpy as np
 
 from ret2_plugin.filters import matches, normalize_filters
 from ret2_plugin.index import (
-    IndexNotFoundError,
     IndexMismatchError,
+    IndexNotFoundError,
     IndexRecord,
     SearchHit,
     WriteReport,
@@ -31,7 +31,7 @@ from ret2_plugin.index import (
     prepare_embedding,
 )
 
-_STORES: dict[str, "InMemoryBackend"] = {}
+_STORES: dict[str, InMemoryBackend] = {}
 _LOCK = Lock()
 
 
@@ -75,8 +75,14 @@ class InMemoryBackend:
                     raise IndexNotFoundError(f"in-memory index {location!r} does not exist; pass dim= to create it")
                 if not isinstance(dim, int) or dim <= 0:
                     raise ValueError(f"dim must be a positive int, got {dim!r}")
-                store = _STORES[location] = cls(dim=dim, multi_vector=multi_vector, similarity=similarity, info=info or {})
-            elif dim is not None and (dim, multi_vector, similarity) != (store.dim, store.multi_vector, store.similarity):
+                store = _STORES[location] = cls(
+                    dim=dim, multi_vector=multi_vector, similarity=similarity, info=info or {}
+                )
+            elif dim is not None and (dim, multi_vector, similarity) != (
+                store.dim,
+                store.multi_vector,
+                store.similarity,
+            ):
                 raise IndexMismatchError(
                     f"in-memory index {location!r} holds dim={store.dim} multi_vector={store.multi_vector} "
                     f"similarity={store.similarity!r}, asked for dim={dim} multi_vector={multi_vector} similarity={similarity!r}"
@@ -91,8 +97,13 @@ class InMemoryBackend:
         """The record to store (own copies, normalised), or the reason it is refused."""
         try:
             check_record_fields(record)  # id (<= 512 UTF-8 bytes), text / image / content_hash types
-            vector = None if record.embedding is None else prepare_embedding(
-                record.embedding, dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity)
+            vector = (
+                None
+                if record.embedding is None
+                else prepare_embedding(
+                    record.embedding, dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity
+                )
+            )
             meta = json.loads(check_meta(record.meta))  # a deep copy, exactly what FAISS / ES would store
             extra = check_extra(record.extra)
         except ValueError as exc:
@@ -113,16 +124,24 @@ class InMemoryBackend:
 
     def search(self, query: np.ndarray, *, top_k: int = 10, filters: dict[str, Any] | None = None) -> list[SearchHit]:
         top_k = check_top_k(top_k)
-        q = prepare_embedding(query, dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity, what="query")
+        q = prepare_embedding(
+            query, dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity, what="query"
+        )
         canonical = normalize_filters(filters)
         with self._lock:
-            pool = [r for r in self._records.values()
-                    if r.embedding is not None and matches(canonical, r.meta, id=r.id, content=r.text)]
+            pool = [
+                r
+                for r in self._records.values()
+                if r.embedding is not None and matches(canonical, r.meta, id=r.id, content=r.text)
+            ]
             if not pool:
                 return []
             scores = self._scores(q, pool)
             order = np.argsort(-scores, kind="stable")[:top_k]
-            return [SearchHit(pool[i].id, float(scores[i]), pool[i].text, pool[i].image, copy.deepcopy(pool[i].meta)) for i in order]
+            return [
+                SearchHit(pool[i].id, float(scores[i]), pool[i].text, pool[i].image, copy.deepcopy(pool[i].meta))
+                for i in order
+            ]
 
     def _scores(self, query: np.ndarray, pool: list[IndexRecord]) -> np.ndarray:
         if not self.multi_vector:
@@ -140,8 +159,18 @@ class InMemoryBackend:
         ids = check_ids(ids)
         with self._lock:
             found = [self._records[i] for i in ids if i in self._records]
-        return [IndexRecord(r.id, None if r.embedding is None else r.embedding.copy(), r.text, r.image,
-                            copy.deepcopy(r.meta), r.content_hash, copy.deepcopy(r.extra)) for r in found]
+        return [
+            IndexRecord(
+                r.id,
+                None if r.embedding is None else r.embedding.copy(),
+                r.text,
+                r.image,
+                copy.deepcopy(r.meta),
+                r.content_hash,
+                copy.deepcopy(r.extra),
+            )
+            for r in found
+        ]
 
     def content_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         return {r.id: r.content_hash for r in self.get(ids) if r.content_hash}

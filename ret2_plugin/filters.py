@@ -22,9 +22,11 @@ optional extra; tests/test_filters.py checks the two agree, errors included, on 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 COMPARISON_OPERATORS = frozenset({"==", "!=", ">", ">=", "<", "<=", "in", "not in"})
 ORDERING_OPERATORS = frozenset({">", ">=", "<", "<="})
@@ -101,9 +103,13 @@ def _validate(node: Any) -> None:
         raise FilterError(f"'value' key missing in {node}")
     op, value = node["operator"], node["value"]
     if op not in COMPARISON_OPERATORS:
-        raise FilterError(f"unknown filter operator {op!r}; use one of {sorted(COMPARISON_OPERATORS | LOGICAL_OPERATORS)}")
+        raise FilterError(
+            f"unknown filter operator {op!r}; use one of {sorted(COMPARISON_OPERATORS | LOGICAL_OPERATORS)}"
+        )
     if op in ("in", "not in") and not isinstance(value, list):
-        raise FilterError(f"filter on {field!r}: operator {op!r} needs a list value, got {type(value).__name__} {value!r}")
+        raise FilterError(
+            f"filter on {field!r}: operator {op!r} needs a list value, got {type(value).__name__} {value!r}"
+        )
     if op in ORDERING_OPERATORS:
         if isinstance(value, (list, dict)):
             raise FilterError(f"filter on {field!r}: operator {op!r} cannot take a {type(value).__name__} value")
@@ -168,9 +174,16 @@ def _iso_date(value: str) -> datetime | None:
 def looks_like_iso_date(value: Any) -> bool:
     """True for a string shaped like an ISO-8601 date or date-time (`YYYY-MM-DD[T ...]`): the one rule
     every backend uses to decide that a filter value is compared as a date, not as text."""
-    return (isinstance(value, str) and len(value) >= 10 and value[:4].isdigit() and value[4] == "-"
-            and value[5:7].isdigit() and value[7] == "-" and value[8:10].isdigit()
-            and (len(value) == 10 or value[10] in "Tt "))
+    return (
+        isinstance(value, str)
+        and len(value) >= 10
+        and value[:4].isdigit()
+        and value[4] == "-"
+        and value[5:7].isdigit()
+        and value[7] == "-"
+        and value[8:10].isdigit()
+        and (len(value) == 10 or value[10] in "Tt ")
+    )
 
 
 def _same_awareness(a: datetime, b: datetime) -> tuple[datetime, datetime]:
@@ -204,7 +217,9 @@ def _ordered(op: str) -> Callable[[Any, Any], bool]:
         if isinstance(value, str) or isinstance(wanted, str):
             parsed = [parse_date(v) if not isinstance(v, datetime) else v for v in (value, wanted)]
             if any(p is None for p in parsed):
-                raise FilterError("cannot compare strings using '>', '>=', '<', '<='; strings are only ordered if they are ISO dates")
+                raise FilterError(
+                    "cannot compare strings using '>', '>=', '<', '<='; strings are only ordered if they are ISO dates"
+                )
             value, wanted = parsed
         if isinstance(wanted, list):
             raise FilterError(f"filter value can't be a list using operator {op!r}")

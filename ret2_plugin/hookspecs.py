@@ -6,7 +6,8 @@ entry-point group `ret2_plugin`. Built-ins use the very same hooks (see `ret2_pl
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 

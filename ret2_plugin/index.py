@@ -20,7 +20,6 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-
 SIMILARITIES: tuple[str, ...] = ("cosine", "dot_product")
 """Similarities every backend supports. "cosine": embeddings and queries are L2-normalised (each token
 vector, for multi-vector) on write and on query, then scored by inner product (MaxSim for multi-vector),
@@ -82,7 +81,11 @@ def check_extra(extra: Any) -> dict[str, Any] | None:
         mime_type = blob.get("mime_type")
         if mime_type is not None and not isinstance(mime_type, str):
             raise ValueError("blob mime_type must be a string or None")
-        out["blob"] = {"data": bytes(blob["data"]), "mime_type": mime_type, "meta": json.loads(check_meta(blob.get("meta")))}
+        out["blob"] = {
+            "data": bytes(blob["data"]),
+            "mime_type": mime_type,
+            "meta": json.loads(check_meta(blob.get("meta"))),
+        }
     if extra.get("embedding") is not None:
         try:
             out["embedding"] = json.loads(json.dumps(extra["embedding"], allow_nan=False))
@@ -156,9 +159,7 @@ class IndexBackend(Protocol):
         """Upsert by id: re-adding an id replaces it, never duplicates it."""
         ...
 
-    def search(
-        self, query: np.ndarray, *, top_k: int = 10, filters: dict[str, Any] | None = None
-    ) -> list[SearchHit]:
+    def search(self, query: np.ndarray, *, top_k: int = 10, filters: dict[str, Any] | None = None) -> list[SearchHit]:
         """`query` is `[D]` or `[K, D]`; hits best first. Filters are applied before ranking."""
         ...
 
@@ -257,7 +258,9 @@ def check_ids(ids: Sequence[str] | None) -> list[str]:
     if ids is None:
         return []
     if isinstance(ids, (str, bytes)):
-        raise TypeError(f"ids must be a sequence of ids, got the single {type(ids).__name__} {ids!r}; wrap it in a list")
+        raise TypeError(
+            f"ids must be a sequence of ids, got the single {type(ids).__name__} {ids!r}; wrap it in a list"
+        )
     out = list(ids)
     bad = [i for i in out if not isinstance(i, str)]
     if bad:

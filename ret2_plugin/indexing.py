@@ -54,8 +54,9 @@ class IndexSummary:
         }
 
     def describe(self) -> str:
-        return (f"indexed {self.indexed}, unchanged {self.unchanged}, failed {len(self.failed)}"
-                + (f", outcome unknown {len(self.unknown)}" if self.unknown else ""))
+        return f"indexed {self.indexed}, unchanged {self.unchanged}, failed {len(self.failed)}" + (
+            f", outcome unknown {len(self.unknown)}" if self.unknown else ""
+        )
 
 
 class IndexingAborted(RuntimeError):
@@ -78,8 +79,15 @@ def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
 
 
 def _new_or_changed(
-    backend: IndexBackend, items: Iterable[Item], summary: IndexSummary, chunk: int, source: str,
-    errors: list[BaseException], hashes: dict[str, str], root: str | Path | None, image_root: str | Path | None,
+    backend: IndexBackend,
+    items: Iterable[Item],
+    summary: IndexSummary,
+    chunk: int,
+    source: str,
+    errors: list[BaseException],
+    hashes: dict[str, str],
+    root: str | Path | None,
+    image_root: str | Path | None,
 ) -> Iterator[Item]:
     """Drop items whose stored content hash equals the current one (no re-embedding); report items
     without an id (they cannot be upserted), images outside `image_root` and unreadable ones. The hash
@@ -176,15 +184,36 @@ def index_items(
     `run_deadline()` (Elasticsearch's `deadline` option) gets one deadline for the whole run."""
     run_deadline = getattr(backend, "run_deadline", None)  # a backend's time budget covers this whole run
     with run_deadline() if run_deadline is not None else nullcontext():
-        return _index_items(items, backend, encoder, source=source, batch_size=batch_size, num_workers=num_workers,
-                            show_progress_bar=show_progress_bar, summary=summary, root=root, image_root=image_root,
-                            commit_every=commit_every, commit_seconds=commit_seconds)
+        return _index_items(
+            items,
+            backend,
+            encoder,
+            source=source,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            show_progress_bar=show_progress_bar,
+            summary=summary,
+            root=root,
+            image_root=image_root,
+            commit_every=commit_every,
+            commit_seconds=commit_seconds,
+        )
 
 
 def _index_items(
-    items: Iterable[Item], backend: IndexBackend, encoder: Any, *, source: str, batch_size: int, num_workers: int,
-    show_progress_bar: bool, summary: IndexSummary | None, root: str | Path | None, image_root: str | Path | None,
-    commit_every: int | None, commit_seconds: float | None,
+    items: Iterable[Item],
+    backend: IndexBackend,
+    encoder: Any,
+    *,
+    source: str,
+    batch_size: int,
+    num_workers: int,
+    show_progress_bar: bool,
+    summary: IndexSummary | None,
+    root: str | Path | None,
+    image_root: str | Path | None,
+    commit_every: int | None,
+    commit_seconds: float | None,
 ) -> IndexSummary:
     from ret2_plugin.encoder import iter_embeddings
 
@@ -199,7 +228,9 @@ def _index_items(
             yield item
 
     errors: list[BaseException] = []
-    pending = remember(_new_or_changed(backend, items, summary, max(batch_size, 256), source, errors, hashes, root, image_root))
+    pending = remember(
+        _new_or_changed(backend, items, summary, max(batch_size, 256), source, errors, hashes, root, image_root)
+    )
     reports: list[WriteReport] = []
 
     def write(records: list[IndexRecord]) -> None:
@@ -211,9 +242,13 @@ def _index_items(
         except Exception as exc:  # the backend as a whole: the run stops, raised below with the summary
             errors.append(exc)
             landed = getattr(exc, "report", None)  # what the backend knows landed / failed before it failed
-            reports.append(landed if landed is not None else WriteReport(
-                unknown=[(r.id, f"outcome unknown: the backend failed during this batch ({exc})") for r in records]
-            ))
+            reports.append(
+                landed
+                if landed is not None
+                else WriteReport(
+                    unknown=[(r.id, f"outcome unknown: the backend failed during this batch ({exc})") for r in records]
+                )
+            )
             return
         reports.append(report)
         if committer.due(report.written):
@@ -237,7 +272,9 @@ def _index_items(
             for item, reason in failures:
                 summary.failed.append(ItemError(source, item.line or 0, item.id, reason))
                 hashes.pop(str(item.id), None)
-            outbox.submit([_record(item, vector, hashes.pop(str(item.id), None)) for item, vector in zip(batch_items, vectors)])
+            outbox.submit(
+                [_record(item, vector, hashes.pop(str(item.id), None)) for item, vector in zip(batch_items, vectors)]
+            )
             if progress is not None:
                 progress.update(len(batch_items) + len(failures))
             if errors:
@@ -282,9 +319,7 @@ def _persist(backend: IndexBackend, errors: list[BaseException]) -> None:
             log.warning("could not make the written items durable after %s: %s: %s", errors[0], type(exc).__name__, exc)
 
 
-def index_corpus(
-    corpus: str | Path, backend: IndexBackend, encoder: Any, **kwargs: Any
-) -> IndexSummary:
+def index_corpus(corpus: str | Path, backend: IndexBackend, encoder: Any, **kwargs: Any) -> IndexSummary:
     """`index_items` over a JSONL corpus; bad lines are reported in the summary with the rest."""
     summary = IndexSummary()
     items = read_jsonl(corpus, summary.failed)

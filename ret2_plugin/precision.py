@@ -27,8 +27,10 @@ def canonical(name: str, *, training: bool = False) -> Precision:
     if key not in allowed:
         accepted = ", ".join([*allowed, *ALIASES])
         what = "training precision" if training else "precision"
-        raise ValueError(f"{what} must be one of {accepted}; got {name!r}" + (
-            " (int8 is dynamic quantisation for CPU inference only)" if key == "int8" else ""))
+        raise ValueError(
+            f"{what} must be one of {accepted}; got {name!r}"
+            + (" (int8 is dynamic quantisation for CPU inference only)" if key == "int8" else "")
+        )
     return key  # type: ignore[return-value]
 
 
@@ -36,7 +38,9 @@ def torch_dtype(name: str) -> torch.dtype:
     """The floating dtype of the weights / autocast for `name` (int8 models keep fp32 outside Linear)."""
     import torch
 
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}[canonical(name)]
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}[
+        canonical(name)
+    ]
 
 
 def apply(model: Any, name: str, *, device: Any = None) -> Any:

@@ -28,7 +28,9 @@ def create_index(
     info: dict[str, Any] = {"model": model, "embedding_dim": dim, "multi_vector": multi_vector}
     if encoder_name != "ret2":
         info["encoder"] = encoder_name
-    return get_index_backend(backend).open(location, dim=dim, multi_vector=multi_vector, similarity="cosine", info=info, **options)
+    return get_index_backend(backend).open(
+        location, dim=dim, multi_vector=multi_vector, similarity="cosine", info=info, **options
+    )
 
 
 def query_input(text: str | None = None, image: Any = None, instruction: str | None = None) -> dict[str, Any]:
@@ -90,13 +92,22 @@ def search(
         if not text:
             raise ValueError("hybrid search needs query text (--text) for its BM25 side")
         if "text" not in inspect.signature(index.search).parameters:
-            raise ValueError(f"the {getattr(index, 'name', type(index).__name__)} backend has no BM25: hybrid search "
-                             "needs a backend that supports it, e.g. elasticsearch")
+            raise ValueError(
+                f"the {getattr(index, 'name', type(index).__name__)} backend has no BM25: hybrid search "
+                "needs a backend that supports it, e.g. elasticsearch"
+            )
         extra["text"] = text
     return index.search(embed_query(encoder, text, image, instruction), top_k=top_k, filters=filters, **extra)
 
 
 __all__ = [
-    "create_index", "embed_queries", "embed_query", "embedding_dim", "is_multi_vector", "model_config", "open_index",
-    "query_input", "search",
+    "create_index",
+    "embed_queries",
+    "embed_query",
+    "embedding_dim",
+    "is_multi_vector",
+    "model_config",
+    "open_index",
+    "query_input",
+    "search",
 ]

@@ -41,7 +41,9 @@ def wait_for_cluster(nodes: list[ESNode], size: int, timeout: float = CLUSTER_TI
     from tests.es_node import _log_tail
 
     tails = "\n".join(_log_tail(n.workdir, 2000) for n in live if n.workdir is not None)
-    raise ESNodeError(f"the {len(nodes)}-node cluster did not reach {size} nodes / green within {timeout:.0f} s:\n{tails}")
+    raise ESNodeError(
+        f"the {len(nodes)}-node cluster did not reach {size} nodes / green within {timeout:.0f} s:\n{tails}"
+    )
 
 
 def start_cluster(size: int = 3, timeout: float = CLUSTER_TIMEOUT_S) -> list[ESNode]:
@@ -52,15 +54,21 @@ def start_cluster(size: int = 3, timeout: float = CLUSTER_TIMEOUT_S) -> list[ESN
     nodes: list[ESNode] = []
     try:
         for i in range(size):
-            nodes.append(start_node(security=False, launch=False, settings={
-                "cluster.name": f"ret2-cluster-{http_ports[0]}",
-                "node.name": names[i],
-                "discovery.type": None,
-                "http.port": http_ports[i],
-                "transport.port": transport_ports[i],
-                "discovery.seed_hosts": json.dumps([f"127.0.0.1:{p}" for p in transport_ports]),
-                "cluster.initial_master_nodes": json.dumps(names),
-            }))
+            nodes.append(
+                start_node(
+                    security=False,
+                    launch=False,
+                    settings={
+                        "cluster.name": f"ret2-cluster-{http_ports[0]}",
+                        "node.name": names[i],
+                        "discovery.type": None,
+                        "http.port": http_ports[i],
+                        "transport.port": transport_ports[i],
+                        "discovery.seed_hosts": json.dumps([f"127.0.0.1:{p}" for p in transport_ports]),
+                        "cluster.initial_master_nodes": json.dumps(names),
+                    },
+                )
+            )
         for node in nodes:
             node.restart(wait=False)
         wait_for_cluster(nodes, size, timeout)

@@ -161,7 +161,9 @@ def ensure_distribution(version: str = ES_VERSION) -> Path:
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         zips = list(Path(tmp).glob("*.zip"))
         if done.returncode != 0 or not zips:
-            raise ESNodeError(f"could not fetch {artifact} from Maven Central:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+            raise ESNodeError(
+                f"could not fetch {artifact} from Maven Central:\n{done.stdout[-3000:]}{done.stderr[-2000:]}"
+            )
         unpacked = Path(tmp) / "unpacked"
         shutil.unpack_archive(zips[0], unpacked)
         (home,) = [p for p in unpacked.iterdir() if p.is_dir()]
@@ -180,14 +182,14 @@ def ensure_distribution(version: str = ES_VERSION) -> Path:
 def _ensure_user() -> None:
     try:
         subprocess.run(["id", "-u", RUN_AS], check=True, capture_output=True)
-    except subprocess.CalledProcessError:
+    except subprocess.CalledProcessError as missing:
         done = subprocess.run(
             ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", RUN_AS],
             capture_output=True,
             text=True,
         )
         if done.returncode not in (0, 9):  # 9: created meanwhile by a parallel session
-            raise ESNodeError(f"could not create user {RUN_AS!r} to run Elasticsearch: {done.stderr}")
+            raise ESNodeError(f"could not create user {RUN_AS!r} to run Elasticsearch: {done.stderr}") from missing
 
 
 def _link_tree(src: Path, dst: Path) -> None:
@@ -230,9 +232,25 @@ def _install_auth_files(version: str, home: Path, conf: Path, run: list[str], wo
     cached = CACHE_ROOT / f"{version}-auth-{tag}"
     if not all((cached / name).exists() for name in AUTH_FILES):
         steps = (
-            ("keystore add", [*run, str(home / "bin" / "elasticsearch-keystore"), "add", "-f", "-x", "bootstrap.password"], PASSWORD),
-            ("users useradd", [*run, str(home / "bin" / "elasticsearch-users"), "useradd", READER[0], "-p", READER[1],
-                               "-r", "ret2_reader"], None),
+            (
+                "keystore add",
+                [*run, str(home / "bin" / "elasticsearch-keystore"), "add", "-f", "-x", "bootstrap.password"],
+                PASSWORD,
+            ),
+            (
+                "users useradd",
+                [
+                    *run,
+                    str(home / "bin" / "elasticsearch-users"),
+                    "useradd",
+                    READER[0],
+                    "-p",
+                    READER[1],
+                    "-r",
+                    "ret2_reader",
+                ],
+                None,
+            ),
         )
         for what, cmd, stdin in steps:
             done = subprocess.run(cmd, input=stdin, capture_output=True, text=True, cwd=workdir, timeout=120)
@@ -253,14 +271,22 @@ def _install_auth_files(version: str, home: Path, conf: Path, run: list[str], wo
         (conf / name).chmod(0o660)
 
 
-def start_node(version: str = ES_VERSION, timeout: float = START_TIMEOUT_S, *, settings: dict[str, Any] | None = None,
-               security: bool = True, launch: bool = True) -> ESNode:
+def start_node(
+    version: str = ES_VERSION,
+    timeout: float = START_TIMEOUT_S,
+    *,
+    settings: dict[str, Any] | None = None,
+    security: bool = True,
+    launch: bool = True,
+) -> ESNode:
     """Install if needed, start a single node with security on, wait for yellow health. `settings` override
     elasticsearch.yml (None removes a key: e.g. `discovery.type` for a cluster member); `security=False`
     runs without authentication; `launch=False` only prepares the node (start it with `node.restart()`)."""
     java = Path(JAVA_HOME) / "bin" / "java"
     if not java.exists():
-        raise ESNodeError(f"Elasticsearch test node needs Java 17 at {JAVA_HOME} (apt-get install openjdk-17-jdk-headless)")
+        raise ESNodeError(
+            f"Elasticsearch test node needs Java 17 at {JAVA_HOME} (apt-get install openjdk-17-jdk-headless)"
+        )
     dist = ensure_distribution(version)
     as_root = os.geteuid() == 0
     workdir = Path(tempfile.mkdtemp(prefix="ret2-es-"))
@@ -308,7 +334,9 @@ def start_node(version: str = ES_VERSION, timeout: float = START_TIMEOUT_S, *, s
     }
     prefix = ["runuser", "-u", RUN_AS, "--"] if as_root else []
     if as_root:
-        subprocess.run(["chown", "-R", f"{RUN_AS}:", str(conf), *(str(workdir / s) for s in ("data", "logs", "tmp"))], check=True)
+        subprocess.run(
+            ["chown", "-R", f"{RUN_AS}:", str(conf), *(str(workdir / s) for s in ("data", "logs", "tmp"))], check=True
+        )
     env_args = ["env", "-i", *(f"{k}={v}" for k, v in env.items())]
     try:
         if security:
@@ -316,8 +344,12 @@ def start_node(version: str = ES_VERSION, timeout: float = START_TIMEOUT_S, *, s
     except ESNodeError:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
-    node = ESNode(url=f"http://127.0.0.1:{port}", version=version, workdir=workdir,
-                  command=[*prefix, *env_args, str(home / "bin" / "elasticsearch")])
+    node = ESNode(
+        url=f"http://127.0.0.1:{port}",
+        version=version,
+        workdir=workdir,
+        command=[*prefix, *env_args, str(home / "bin" / "elasticsearch")],
+    )
     atexit.register(node.stop)  # also on an interrupted session
     if launch:
         _launch(node)
@@ -329,7 +361,11 @@ def _launch(node: ESNode) -> None:
     assert node.workdir is not None
     with open(node.workdir / "stdout.log", "ab") as out:
         node.process = subprocess.Popen(
-            node.command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=node.workdir,
+            node.command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=node.workdir,
             start_new_session=True,
         )
 
@@ -378,8 +414,11 @@ if __name__ == "__main__":  # `python -m tests.es_node`: a node for manual work,
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     running = start_node()
-    print(f"export ELASTICSEARCH_URL={running.url} ELASTICSEARCH_USERNAME={running.username} "
-          f"ELASTICSEARCH_PASSWORD={running.password}", flush=True)
+    print(
+        f"export ELASTICSEARCH_URL={running.url} ELASTICSEARCH_USERNAME={running.username} "
+        f"ELASTICSEARCH_PASSWORD={running.password}",
+        flush=True,
+    )
     try:
         signal.pause()
     except KeyboardInterrupt:

@@ -19,7 +19,12 @@ def corpus(tmp_path: Path, image_dir: Path) -> Path:
         {"id": "red", "text": "a plain red square", "image": str(image_dir / "red.png"), "meta": {"color": "red"}},
         {"id": "green", "image": str(image_dir / "green.png"), "meta": {"color": "green"}},
         {"id": "blue", "text": "deep blue ocean water", "meta": {"color": "blue"}},
-        {"id": "grad", "text": "a colourful gradient", "image": str(image_dir / "gradient.png"), "meta": {"color": "mixed"}},
+        {
+            "id": "grad",
+            "text": "a colourful gradient",
+            "image": str(image_dir / "gradient.png"),
+            "meta": {"color": "mixed"},
+        },
         {"id": "words", "text": "the quick brown fox jumps over the lazy dog", "meta": {"color": "none"}},
     ]
     path = tmp_path / "corpus.jsonl"
@@ -58,17 +63,40 @@ def test_index_then_search(tmp_path: Path, corpus: Path, tiny_model_dir: Path, i
     code, found = _run(capsys, "search", "--index", index, "--image", str(image_dir / "green.png"), "--json")
     assert found["results"][0]["id"] == "green"
     assert found["results"][0]["image"].endswith("green.png") and found["results"][0]["meta"] == {"color": "green"}
-    code, found = _run(capsys, "search", "--index", index, "--text", "a plain red square", "--image",
-                       str(image_dir / "red.png"), "--filter", "color=red", "--json")
+    code, found = _run(
+        capsys,
+        "search",
+        "--index",
+        index,
+        "--text",
+        "a plain red square",
+        "--image",
+        str(image_dir / "red.png"),
+        "--filter",
+        "color=red",
+        "--json",
+    )
     assert [r["id"] for r in found["results"]] == ["red"]
 
 
 def test_strict_and_nothing_valid_exit_non_zero(tmp_path: Path, corpus: Path, tiny_model_dir: Path, capsys) -> None:
-    code, _ = _run(capsys, "index", str(corpus), "--index", str(tmp_path / "i1"), "--model", str(tiny_model_dir), "--json", "--strict")
+    code, _ = _run(
+        capsys,
+        "index",
+        str(corpus),
+        "--index",
+        str(tmp_path / "i1"),
+        "--model",
+        str(tiny_model_dir),
+        "--json",
+        "--strict",
+    )
     assert code == 1
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x"}\nnot json\n')
-    code, summary = _run(capsys, "index", str(bad), "--index", str(tmp_path / "i2"), "--model", str(tiny_model_dir), "--json")
+    code, summary = _run(
+        capsys, "index", str(bad), "--index", str(tmp_path / "i2"), "--model", str(tiny_model_dir), "--json"
+    )
     assert code == 1 and summary["failed"] == 2 and summary["indexed"] == 0
 
 
@@ -90,13 +118,27 @@ class _Collector(HTMLParser):
             self.balanced = False
 
 
-def test_html_gallery_is_valid_and_references_images(tmp_path: Path, corpus: Path, tiny_model_dir: Path, image_dir: Path, capsys) -> None:
+def test_html_gallery_is_valid_and_references_images(
+    tmp_path: Path, corpus: Path, tiny_model_dir: Path, image_dir: Path, capsys
+) -> None:
     index = str(tmp_path / "index")
     main(["index", str(corpus), "--index", index, "--model", str(tiny_model_dir), "--json"])
     capsys.readouterr()
     out = tmp_path / "report" / "gallery.html"
     out.parent.mkdir()
-    code = main(["search", "--index", index, "--text", "<script>alert(1)</script>", "--image", str(image_dir / "red.png"), "--html", str(out)])
+    code = main(
+        [
+            "search",
+            "--index",
+            index,
+            "--text",
+            "<script>alert(1)</script>",
+            "--image",
+            str(image_dir / "red.png"),
+            "--html",
+            str(out),
+        ]
+    )
     assert code == 0
     page = out.read_text()
     assert page.startswith("<!DOCTYPE html>") and "<script>" not in page
@@ -109,7 +151,9 @@ def test_html_gallery_is_valid_and_references_images(tmp_path: Path, corpus: Pat
 
 
 def test_unknown_backend_lists_registered_ones(tmp_path: Path, tiny_model_dir: Path, corpus: Path, capsys) -> None:
-    code = main(["index", str(corpus), "--index", str(tmp_path / "x"), "--backend", "nope", "--model", str(tiny_model_dir)])
+    code = main(
+        ["index", str(corpus), "--index", str(tmp_path / "x"), "--backend", "nope", "--model", str(tiny_model_dir)]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "unknown index backend 'nope'" in err and "faiss" in err and "memory" in err
 
@@ -147,12 +191,16 @@ def test_convert_official_checkpoint_to_encoder_format(tmp_path: Path, capsys) -
 
 def test_filter_values_are_json_and_meta_changes_are_reindexed(tmp_path: Path, tiny_model_dir: Path, capsys) -> None:
     corpus = tmp_path / "c.jsonl"
-    corpus.write_text('{"id": "a", "text": "alpha", "meta": {"year": 2020}}\n{"id": "b", "text": "beta", "meta": {"year": 2021}}\n')
+    corpus.write_text(
+        '{"id": "a", "text": "alpha", "meta": {"year": 2020}}\n{"id": "b", "text": "beta", "meta": {"year": 2021}}\n'
+    )
     index = str(tmp_path / "idx")
     _run(capsys, "index", str(corpus), "--index", index, "--model", str(tiny_model_dir), "--json")
     code, found = _run(capsys, "search", "--index", index, "--text", "alpha", "--filter", "year=2021", "--json")
     assert [r["id"] for r in found["results"]] == ["b"]
-    corpus.write_text('{"id": "a", "text": "alpha", "meta": {"year": 2021}}\n{"id": "b", "text": "beta", "meta": {"year": 2021}}\n')
+    corpus.write_text(
+        '{"id": "a", "text": "alpha", "meta": {"year": 2021}}\n{"id": "b", "text": "beta", "meta": {"year": 2021}}\n'
+    )
     code, summary = _run(capsys, "index", str(corpus), "--index", index, "--model", str(tiny_model_dir), "--json")
     assert (summary["indexed"], summary["unchanged"]) == (1, 1)
     code, found = _run(capsys, "search", "--index", index, "--text", "alpha", "--filter", "year=2021", "--json")

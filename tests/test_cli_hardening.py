@@ -43,7 +43,9 @@ def _index(capsys, corpus: Path, index: Path, model: Path, *extra: str) -> tuple
     return code, (json.loads(captured.out) if captured.out.strip().startswith("{") else {}), captured.err
 
 
-def test_bad_items_are_reported_one_by_one_and_the_rest_is_indexed(tmp_path: Path, image_dir: Path, tiny_model_dir: Path, capsys, monkeypatch) -> None:
+def test_bad_items_are_reported_one_by_one_and_the_rest_is_indexed(
+    tmp_path: Path, image_dir: Path, tiny_model_dir: Path, capsys, monkeypatch
+) -> None:
     from ret2_plugin.processing import images
 
     monkeypatch.setattr(images, "MAX_DATA_URI_BYTES", 4096)
@@ -169,8 +171,26 @@ def test_file_size_limit_during_index_is_a_one_line_error(tmp_path: Path, tiny_m
     index = tmp_path / "ix"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-c", CLI, "index", str(corpus), "--index", str(index), "--model", str(tiny_model_dir), "--json", "--batch-size", "64"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, preexec_fn=_limit_file_size,
+        [
+            sys.executable,
+            "-c",
+            CLI,
+            "index",
+            str(corpus),
+            "--index",
+            str(index),
+            "--model",
+            str(tiny_model_dir),
+            "--json",
+            "--batch-size",
+            "64",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limit_file_size,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     line = _one_line_error(proc.stderr)
@@ -183,11 +203,28 @@ def test_file_size_limit_during_index_is_a_one_line_error(tmp_path: Path, tiny_m
 @pytest.mark.slow
 def test_sigkill_mid_run_loses_at_most_one_chunk_and_a_rerun_resumes(tmp_path: Path, tiny_model_dir: Path) -> None:
     n, every = 4000, 64
-    corpus = _write(tmp_path / "c.jsonl", [{"id": f"{i:05d}", "text": f"sentence number {i} about topic {i % 17}"} for i in range(n)])
+    corpus = _write(
+        tmp_path / "c.jsonl",
+        [{"id": f"{i:05d}", "text": f"sentence number {i} about topic {i % 17}"} for i in range(n)],
+    )
     index = tmp_path / "ix"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-c", CLI, "index", str(corpus), "--index", str(index), "--model", str(tiny_model_dir),
-               "--json", "--batch-size", "16", "--commit-every", str(every)]
+    command = [
+        sys.executable,
+        "-c",
+        CLI,
+        "index",
+        str(corpus),
+        "--index",
+        str(index),
+        "--model",
+        str(tiny_model_dir),
+        "--json",
+        "--batch-size",
+        "16",
+        "--commit-every",
+        str(every),
+    ]
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     try:

@@ -41,13 +41,16 @@ def test_haystack_pipeline_example(tiny_model_dir: Path, tmp_path: Path) -> None
 def test_elasticsearch_example(tiny_model_dir: Path, tmp_path: Path, es_node) -> None:
     corpus = tmp_path / "corpus.jsonl"
     rows = [json.loads(line) for line in (EXAMPLES / "data" / "corpus.jsonl").read_text().splitlines()]
-    keep = [r for r in rows if r["meta"].get("source") == "photo"][:5] + [r for r in rows if r["meta"].get("source") == "emoji"][:35]
+    keep = [r for r in rows if r["meta"].get("source") == "photo"][:5] + [
+        r for r in rows if r["meta"].get("source") == "emoji"
+    ][:35]
     for row in keep:
         if row.get("image"):
             row["image"] = str(EXAMPLES / "data" / row["image"])
     corpus.write_text("\n".join(json.dumps(r) for r in keep) + "\n")
     found = _load("elasticsearch_hybrid").main(
-        ["--model", str(tiny_model_dir), "--index", "ret2-example-test", "--corpus", str(corpus)], **es_node.backend_options()
+        ["--model", str(tiny_model_dir), "--index", "ret2-example-test", "--corpus", str(corpus)],
+        **es_node.backend_options(),
     )
     photo_ids = {r["id"] for r in keep if r["meta"]["source"] == "photo"}
     assert found["photos"] and set(found["photos"]) <= photo_ids
@@ -56,6 +59,8 @@ def test_elasticsearch_example(tiny_model_dir: Path, tmp_path: Path, es_node) ->
 
 @pytest.mark.slow
 def test_finetune_example(tiny_model_dir: Path, tmp_path: Path) -> None:
-    final = _load("finetune").main(["--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "run"), "--steps", "4", "--eval-every", "2"])
+    final = _load("finetune").main(
+        ["--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "run"), "--steps", "4", "--eval-every", "2"]
+    )
     assert (final / "ret2_config.json").is_file()
     assert (tmp_path / "run" / "metrics.jsonl").is_file()

@@ -41,19 +41,24 @@ def test_matches_agrees_with_haystack_document_matches_filter():
     assert compared > 10000 and errors > 0
 
 
-@pytest.mark.parametrize("field,value,expected", [
-    ("id", "b", ["b"]),
-    ("content", "text a", ["a"]),
-    ("meta.nested.x", 1, ["a"]),
-    ("meta.date", "1969-07-21 20:17:40", ["a"]),  # the same instant, spelled differently
-    ("meta.missing", None, ["a", "b"]),  # a missing key reads as None
-])
+@pytest.mark.parametrize(
+    "field,value,expected",
+    [
+        ("id", "b", ["b"]),
+        ("content", "text a", ["a"]),
+        ("meta.nested.x", 1, ["a"]),
+        ("meta.date", "1969-07-21 20:17:40", ["a"]),  # the same instant, spelled differently
+        ("meta.missing", None, ["a", "b"]),  # a missing key reads as None
+    ],
+)
 def test_fields_and_dates_as_haystack(field, value, expected):
     from haystack import Document
     from haystack.utils.filters import document_matches_filter
 
-    docs = [Document(id="a", content="text a", meta={"nested": {"x": 1}, "date": "1969-07-21T20:17:40"}),
-            Document(id="b", content="text b", meta={"nested": {"x": 2}, "date": "1972-12-11T19:54:58"})]
+    docs = [
+        Document(id="a", content="text a", meta={"nested": {"x": 1}, "date": "1969-07-21T20:17:40"}),
+        Document(id="b", content="text b", meta={"nested": {"x": 2}, "date": "1972-12-11T19:54:58"}),
+    ]
     condition = {"field": field, "operator": "==", "value": value}
     assert [d.id for d in docs if document_matches_filter(condition, d)] == expected
     assert [d.id for d in docs if matches(condition, d.meta, id=d.id, content=d.content)] == expected
@@ -62,20 +67,23 @@ def test_fields_and_dates_as_haystack(field, value, expected):
     assert [d.id for d in docs if matches_document(later, d)] == ["b"]
 
 
-@pytest.mark.parametrize("bad", [
-    {"conditions": [{"field": "meta.name", "operator": "==", "value": "x"}]},  # no operator: not a meta equality
-    {"operator": "AND"},
-    {"operator": "AND", "conditions": [{"operator": "==", "value": "x"}]},
-    {"operator": "AND", "conditions": [{"field": "meta.a", "value": "x"}]},
-    {"operator": "AND", "conditions": [{"field": "meta.a", "operator": "=="}]},
-    {"operator": "XOR", "conditions": [{"field": "meta.a", "operator": "==", "value": 1}]},
-    {"field": "meta.a", "operator": "~", "value": 1},
-    {"field": "meta.a", "operator": "in", "value": (1, 2)},
-    {"field": "meta.a", "operator": "not in", "value": 3},
-    {"field": "meta.a", "operator": ">", "value": [1]},
-    {"field": "meta.a", "operator": "<", "value": "1"},  # strings order only as ISO dates
-    "source=x",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"conditions": [{"field": "meta.name", "operator": "==", "value": "x"}]},  # no operator: not a meta equality
+        {"operator": "AND"},
+        {"operator": "AND", "conditions": [{"operator": "==", "value": "x"}]},
+        {"operator": "AND", "conditions": [{"field": "meta.a", "value": "x"}]},
+        {"operator": "AND", "conditions": [{"field": "meta.a", "operator": "=="}]},
+        {"operator": "XOR", "conditions": [{"field": "meta.a", "operator": "==", "value": 1}]},
+        {"field": "meta.a", "operator": "~", "value": 1},
+        {"field": "meta.a", "operator": "in", "value": (1, 2)},
+        {"field": "meta.a", "operator": "not in", "value": 3},
+        {"field": "meta.a", "operator": ">", "value": [1]},
+        {"field": "meta.a", "operator": "<", "value": "1"},  # strings order only as ISO dates
+        "source=x",
+    ],
+)
 def test_malformed_filters_raise_up_front(bad):
     with pytest.raises(FilterError):
         normalize_filters(bad)

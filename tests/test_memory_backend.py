@@ -101,7 +101,9 @@ def test_cosine_normalises_stored_vectors_and_queries(loc: str) -> None:
 
 def test_dot_product_keeps_raw_vectors(loc: str) -> None:
     backend = InMemoryBackend.open(loc, dim=2, similarity="dot_product")
-    backend.add([IndexRecord("big", np.array([10.0, 0.0], np.float32)), IndexRecord("near", np.array([1.0, 1.0], np.float32))])
+    backend.add(
+        [IndexRecord("big", np.array([10.0, 0.0], np.float32)), IndexRecord("near", np.array([1.0, 1.0], np.float32))]
+    )
     hits = backend.search(np.array([1.0, 0.5], np.float32), top_k=2)
     assert [(h.id, h.score) for h in hits] == [("big", 10.0), ("near", 1.5)]
 
@@ -125,7 +127,9 @@ def test_multi_vector_documents_with_different_token_counts(loc: str) -> None:
     assert backend.add([IndexRecord(f"m{i}", d) for i, d in enumerate(docs)]).written == 4
     hits = backend.search(query, top_k=10)
     q = query / np.linalg.norm(query, axis=1, keepdims=True)
-    expected = {f"m{i}": float(maxsim(q, (d / np.linalg.norm(d, axis=1, keepdims=True))[None])[0]) for i, d in enumerate(docs)}
+    expected = {
+        f"m{i}": float(maxsim(q, (d / np.linalg.norm(d, axis=1, keepdims=True))[None])[0]) for i, d in enumerate(docs)
+    }
     assert [h.id for h in hits] == sorted(expected, key=expected.get, reverse=True)
     for h in hits:
         assert h.score == pytest.approx(expected[h.id], rel=1e-5)
@@ -151,15 +155,20 @@ def test_stored_records_never_alias_caller_objects(loc: str) -> None:
 def test_bad_arguments_are_refused(loc: str) -> None:
     backend = InMemoryBackend.open(loc, dim=4)
     good = _rand(3, 4, seed=2)
-    report = backend.add([
-        IndexRecord("a", good[0]), IndexRecord("b", good[1]),
-        IndexRecord("set-meta", good[2], meta={"tags": {"x", "y"}}),
-        IndexRecord("zero", np.zeros(4, np.float32)),
-        IndexRecord("", good[2]),
-    ])
+    report = backend.add(
+        [
+            IndexRecord("a", good[0]),
+            IndexRecord("b", good[1]),
+            IndexRecord("set-meta", good[2], meta={"tags": {"x", "y"}}),
+            IndexRecord("zero", np.zeros(4, np.float32)),
+            IndexRecord("", good[2]),
+        ]
+    )
     assert report.written == 2
     reasons = dict(report.failed)
-    assert set(reasons) == {"set-meta", "zero", ""} and "JSON" in reasons["set-meta"] and "zero vector" in reasons["zero"]
+    assert (
+        set(reasons) == {"set-meta", "zero", ""} and "JSON" in reasons["set-meta"] and "zero vector" in reasons["zero"]
+    )
     for top_k in (0, -3):
         with pytest.raises(ValueError, match="top_k"):
             backend.search(good[0], top_k=top_k)
@@ -226,13 +235,21 @@ def test_same_results_as_faiss(loc: str, tmp_path, multi_vector: bool) -> None:
         embeddings = list(rng.normal(size=(60, 16)).astype(np.float32) * 3)
         query = rng.normal(size=16).astype(np.float32)
     records = [IndexRecord(f"d{i}", e, text=f"t{i}", meta={"group": i % 3, "i": i}) for i, e in enumerate(embeddings)]
-    flt = {"operator": "AND", "conditions": [{"field": "meta.group", "operator": "!=", "value": 1},
-                                             {"field": "meta.i", "operator": "<", "value": 50}]}
+    flt = {
+        "operator": "AND",
+        "conditions": [
+            {"field": "meta.group", "operator": "!=", "value": 1},
+            {"field": "meta.i", "operator": "<", "value": 50},
+        ],
+    }
     memory = InMemoryBackend.open(loc, dim=16, multi_vector=multi_vector)
     faiss_backend = FaissBackend.open(str(tmp_path / "ix"), dim=16, multi_vector=multi_vector, index_type="Flat")
     assert memory.add(records).written == faiss_backend.add(records).written == 60
     for filters in (None, flt):
-        mine, theirs = memory.search(query, top_k=15, filters=filters), faiss_backend.search(query, top_k=15, filters=filters)
+        mine, theirs = (
+            memory.search(query, top_k=15, filters=filters),
+            faiss_backend.search(query, top_k=15, filters=filters),
+        )
         assert [h.id for h in mine] == [h.id for h in theirs]
         np.testing.assert_allclose([h.score for h in mine], [h.score for h in theirs], rtol=1e-5, atol=1e-6)
         assert [(h.text, h.meta) for h in mine] == [(h.text, h.meta) for h in theirs]

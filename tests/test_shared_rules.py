@@ -21,8 +21,16 @@ def test_one_kv_rule_for_cli_flags_and_train_overrides() -> None:
 
     pairs = ["year=2020", 'tag="2020"', "lr=3e-5", "eval-every=null", "name=foo", "on=yes", "list=[1, 2]", "empty="]
     flags = parse_pairs(pairs, "--filter")
-    assert flags == {"year": 2020, "tag": "2020", "lr": 3e-5, "eval-every": None, "name": "foo", "on": "yes",
-                     "list": [1, 2], "empty": ""}
+    assert flags == {
+        "year": 2020,
+        "tag": "2020",
+        "lr": 3e-5,
+        "eval-every": None,
+        "name": "foo",
+        "on": "yes",
+        "list": [1, 2],
+        "empty": "",
+    }
     overrides = parse_overrides(pairs)
     assert overrides.pop("eval_every") is None and flags.pop("eval-every") is None
     assert overrides == flags  # the same value rule, only config keys normalised
@@ -41,8 +49,18 @@ def test_one_side() -> None:
         assert module.Side is items.Side
 
 
-@pytest.mark.parametrize(("name", "expected"), [("fp32", "fp32"), ("float32", "fp32"), ("FP16", "fp16"),
-                                                 ("float16", "fp16"), ("bfloat16", "bf16"), ("bf16", "bf16"), ("int8", "int8")])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("fp32", "fp32"),
+        ("float32", "fp32"),
+        ("FP16", "fp16"),
+        ("float16", "fp16"),
+        ("bfloat16", "bf16"),
+        ("bf16", "bf16"),
+        ("int8", "int8"),
+    ],
+)
 def test_precision_names(name: str, expected: str) -> None:
     assert precision.canonical(name) == expected
 

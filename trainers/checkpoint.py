@@ -56,7 +56,7 @@ def rng_for_rank(tensors: dict[str, torch.Tensor], rank: int) -> dict[str, torch
     """The `rng.*` states that rank `rank` saved (for `set_rng_state`). Checkpoints from before
     per-rank states hold only rank 0's (`rng.cpu`): every rank gets those."""
     prefix = f"rng.rank{rank}."
-    own = {"rng." + k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    own = {"rng." + k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     if own:
         return own
     if any(k.startswith("rng.rank") for k in tensors):
@@ -112,7 +112,11 @@ def save_checkpoint(
     try:
         model.save_pretrained(str(tmp / "model"))
         processor.save_pretrained(str(tmp / "model"))
-        ranks = {f"rng.rank{r}.{k[len('rng.'):]}": v for r, s in enumerate(rng_states or [rng_state()]) for k, v in s.items()}
+        ranks = {
+            f"rng.rank{r}.{k[len('rng.') :]}": v
+            for r, s in enumerate(rng_states or [rng_state()])
+            for k, v in s.items()
+        }
         tensors = {k: v.detach().cpu().contiguous() for k, v in {**extra_tensors, **ranks}.items()}
         save_file(tensors, str(tmp / "trainer.safetensors"))
         torch.save(optim_state, tmp / "optimizer.pt")

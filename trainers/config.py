@@ -29,8 +29,12 @@ class TrainConfig(BaseModel):
     eval_queries: str | None = None
     eval_corpus: str | None = None  # default: `corpus`
     num_hard_negatives: int = Field(0, ge=0)
-    mine_hard_negatives: int = Field(0, ge=0, description="mine this many hard negatives per query from the corpus "
-                                     "with the starting model (they feed num_hard_negatives, 1 when that is 0)")
+    mine_hard_negatives: int = Field(
+        0,
+        ge=0,
+        description="mine this many hard negatives per query from the corpus "
+        "with the starting model (they feed num_hard_negatives, 1 when that is 0)",
+    )
     num_workers: int = Field(2, ge=0)
     strict: bool = False  # any refused item stops the run before step 1
     overwrite: bool = False  # an output_dir holding an earlier run is cleared (else: resume or refuse)
@@ -40,8 +44,9 @@ class TrainConfig(BaseModel):
     augment_min_scale: float = Field(0.6, gt=0, le=1)
     augment_flip: bool = True
     augment_jitter: float = Field(0.2, ge=0, lt=1)
-    early_stopping_patience: int | None = Field(3, ge=1, description="stop after this many evaluations without "
-                                                "improvement of best_metric (None: never)")
+    early_stopping_patience: int | None = Field(
+        3, ge=1, description="stop after this many evaluations without improvement of best_metric (None: never)"
+    )
     early_stopping_min_delta: float = Field(0.0, ge=0)
 
     # optimisation
@@ -61,7 +66,9 @@ class TrainConfig(BaseModel):
     max_grad_norm: float | None = Field(1.0, gt=0)
 
     # loss
-    temperature: float | None = Field(None, gt=0, description="None: 0.05 single-vector, 1.0 multi-vector (MaxSim sums K tokens)")
+    temperature: float | None = Field(
+        None, gt=0, description="None: 0.05 single-vector, 1.0 multi-vector (MaxSim sums K tokens)"
+    )
     learnable_temperature: bool = False
     symmetric: bool = True
 
@@ -109,8 +116,9 @@ class TrainConfig(BaseModel):
         if self.eval_corpus and not self.eval_queries:
             raise ValueError("eval_corpus is set but eval_queries is not: no evaluation split can be built")
         if self.resume and self.overwrite:
-            raise ValueError("resume and overwrite exclude each other (resume continues the run in output_dir, "
-                             "overwrite deletes it)")
+            raise ValueError(
+                "resume and overwrite exclude each other (resume continues the run in output_dir, overwrite deletes it)"
+            )
         return self
 
     @classmethod

@@ -47,29 +47,50 @@ def _ids(value: Any) -> list[str]:
 
 
 def mbeir_query(obj: dict[str, Any], image_root: str | None) -> dict[str, Any]:
-    out = {"id": str(obj["qid"]), "text": _first(obj, "query_txt"), "image": _image(obj.get("query_img_path"), image_root),
-           "positives": _ids(obj.get("pos_cand_list")), "negatives": _ids(obj.get("neg_cand_list")),
-           "meta": {k: obj[k] for k in ("task_id", "query_modality") if k in obj}}
+    out = {
+        "id": str(obj["qid"]),
+        "text": _first(obj, "query_txt"),
+        "image": _image(obj.get("query_img_path"), image_root),
+        "positives": _ids(obj.get("pos_cand_list")),
+        "negatives": _ids(obj.get("neg_cand_list")),
+        "meta": {k: obj[k] for k in ("task_id", "query_modality") if k in obj},
+    }
     return out
 
 
 def mbeir_candidate(obj: dict[str, Any], image_root: str | None) -> dict[str, Any]:
-    return {"id": str(obj["did"]), "text": _first(obj, "txt"), "image": _image(obj.get("img_path"), image_root),
-            "meta": {k: obj[k] for k in ("modality",) if k in obj}}
+    return {
+        "id": str(obj["did"]),
+        "text": _first(obj, "txt"),
+        "image": _image(obj.get("img_path"), image_root),
+        "meta": {k: obj[k] for k in ("modality",) if k in obj},
+    }
 
 
 def m2kr_query(obj: dict[str, Any], image_root: str | None) -> dict[str, Any]:
-    return {"id": str(_first(obj, "question_id", "qid", "id")), "text": _first(obj, "question", "query_text", "text"),
-            "image": _image(_first(obj, "img_path", "image_path", "query_img_path"), image_root),
-            "instruction": _first(obj, "instruction"), "positives": _ids(_first(obj, "pos_item_ids", "positives"))}
+    return {
+        "id": str(_first(obj, "question_id", "qid", "id")),
+        "text": _first(obj, "question", "query_text", "text"),
+        "image": _image(_first(obj, "img_path", "image_path", "query_img_path"), image_root),
+        "instruction": _first(obj, "instruction"),
+        "positives": _ids(_first(obj, "pos_item_ids", "positives")),
+    }
 
 
 def m2kr_passage(obj: dict[str, Any], image_root: str | None) -> dict[str, Any]:
-    return {"id": str(_first(obj, "passage_id", "id")), "text": _first(obj, "passage_content", "text"),
-            "image": _image(_first(obj, "img_path", "image_path"), image_root)}
+    return {
+        "id": str(_first(obj, "passage_id", "id")),
+        "text": _first(obj, "passage_content", "text"),
+        "image": _image(_first(obj, "img_path", "image_path"), image_root),
+    }
 
 
-CONVERTERS = {"mbeir-queries": mbeir_query, "mbeir-corpus": mbeir_candidate, "m2kr-queries": m2kr_query, "m2kr-corpus": m2kr_passage}
+CONVERTERS = {
+    "mbeir-queries": mbeir_query,
+    "mbeir-corpus": mbeir_candidate,
+    "m2kr-queries": m2kr_query,
+    "m2kr-corpus": m2kr_passage,
+}
 
 
 def _records(path: Path, errors: list[ItemError]) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -88,7 +109,9 @@ def _records(path: Path, errors: list[ItemError]) -> Iterator[tuple[int, dict[st
             yield line_no, obj
 
 
-def convert(fmt: str, input_path: str | Path, output_path: str | Path, *, image_root: str | None = None) -> dict[str, Any]:
+def convert(
+    fmt: str, input_path: str | Path, output_path: str | Path, *, image_root: str | None = None
+) -> dict[str, Any]:
     """Convert one file; the output is written atomically. Returns `{"written", "errors"}`."""
     if fmt not in CONVERTERS:
         raise ValueError(f"unknown format {fmt!r}; known: {sorted(CONVERTERS)}")
@@ -123,5 +146,10 @@ def convert(fmt: str, input_path: str | Path, output_path: str | Path, *, image_
             seen.add(rid)
             out.write(json.dumps({k: v for k, v in rec.items() if v not in (None, [], {})}, ensure_ascii=False) + "\n")
             written += 1
-    return {"format": fmt, "input": str(src), "output": str(output_path), "written": written,
-            "errors": [e.to_dict() for e in errors]}
+    return {
+        "format": fmt,
+        "input": str(src),
+        "output": str(output_path),
+        "written": written,
+        "errors": [e.to_dict() for e in errors],
+    }

@@ -42,14 +42,26 @@ class TrainingData:
             missing = [p for p in item.positives if p not in doc_index]
             kept = tuple(p for p in item.positives if p in doc_index)
             if not kept and require_positives:
-                reason = "no positives" if not item.positives else f"none of its positives {list(item.positives)} is in the corpus"
+                reason = (
+                    "no positives"
+                    if not item.positives
+                    else f"none of its positives {list(item.positives)} is in the corpus"
+                )
                 errors.append(ItemError(str(queries_path), item.line or 0, item.id, reason))
                 continue
             if missing:
-                errors.append(ItemError(str(queries_path), item.line or 0, item.id, f"positives not in the corpus, ignored: {missing}"))
+                errors.append(
+                    ItemError(
+                        str(queries_path), item.line or 0, item.id, f"positives not in the corpus, ignored: {missing}"
+                    )
+                )
             bad_negs = [n for n in item.negatives if n not in doc_index]
             if bad_negs:
-                errors.append(ItemError(str(queries_path), item.line or 0, item.id, f"negatives not in the corpus, ignored: {bad_negs}"))
+                errors.append(
+                    ItemError(
+                        str(queries_path), item.line or 0, item.id, f"negatives not in the corpus, ignored: {bad_negs}"
+                    )
+                )
             negatives = tuple(n for n in item.negatives if n in doc_index and n not in kept)
             queries.append(dataclasses.replace(item, positives=kept, negatives=negatives))
         return cls(queries, corpus, doc_index, str(queries_path), str(corpus_path), errors)
@@ -80,8 +92,14 @@ class PairDataset(Dataset):
     example does not depend on worker scheduling and a resumed run sees the same examples.
     """
 
-    def __init__(self, data: TrainingData, *, num_hard_negatives: int = 0, seed: int = 0,
-                 augment: Callable[[Any, torch.Generator], Any] | None = None) -> None:
+    def __init__(
+        self,
+        data: TrainingData,
+        *,
+        num_hard_negatives: int = 0,
+        seed: int = 0,
+        augment: Callable[[Any, torch.Generator], Any] | None = None,
+    ) -> None:
         self.data = data
         self.num_hard_negatives = num_hard_negatives
         self.seed = seed
@@ -137,7 +155,9 @@ class ResumableBatchSampler(Sampler[list[int]]):
     every rank is left for the next epoch's shuffle), which keeps DDP ranks in lock-step.
     """
 
-    def __init__(self, n: int, batch_size: int, *, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True) -> None:
+    def __init__(
+        self, n: int, batch_size: int, *, seed: int = 0, rank: int = 0, world_size: int = 1, shuffle: bool = True
+    ) -> None:
         if n < batch_size * world_size:
             raise ValueError(f"{n} usable queries cannot fill one batch of {batch_size} x {world_size} rank(s)")
         self.n, self.batch_size, self.seed = n, batch_size, seed
@@ -152,7 +172,9 @@ class ResumableBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         if self.shuffle:
-            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(_stable_seed(self.seed, self.epoch))).tolist()
+            order = torch.randperm(
+                self.n, generator=torch.Generator().manual_seed(_stable_seed(self.seed, self.epoch))
+            ).tolist()
         else:
             order = list(range(self.n))
         usable = len(self) * self.batch_size * self.world_size
@@ -165,7 +187,9 @@ class PairCollator:
     """Examples -> model inputs. Documents are the positives (one per query, in query order)
     followed by the hard negatives; `query_positive_ids` lists all positives of each query (-1 pad)."""
 
-    def __init__(self, processor: Callable[..., dict[str, torch.Tensor]], prompts: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, processor: Callable[..., dict[str, torch.Tensor]], prompts: dict[str, str] | None = None
+    ) -> None:
         self.processor = processor
         self.prompts = dict(prompts or {})  # the model's "query" / "document" prompts, applied as in serving
 
@@ -176,7 +200,9 @@ class PairCollator:
             return {"size": 0, "errors": errors}
         queries = apply_prompt([ex["query"] for ex in good], self.prompts.get("query"), "query")
         docs = [ex["docs"][0] for ex in good] + [d for ex in good for d in ex["docs"][1:]]
-        docs = list(zip([i for i, _ in docs], apply_prompt([d for _, d in docs], self.prompts.get("document"), "document")))
+        docs = list(
+            zip([i for i, _ in docs], apply_prompt([d for _, d in docs], self.prompts.get("document"), "document"))
+        )
         width = max(len(ex["positive_ids"]) for ex in good)
         pos = torch.full((len(good), width), -1, dtype=torch.long)
         for r, ex in enumerate(good):
@@ -225,11 +251,23 @@ class EncodeCollator:
         return out
 
 
-def make_loader(dataset: Dataset, *, collate_fn: Callable[..., Any], batch_sampler: Sampler | None = None,
-                batch_size: int | None = None, num_workers: int = 0, seed: int = 0, pin_memory: bool = False) -> DataLoader:
+def make_loader(
+    dataset: Dataset,
+    *,
+    collate_fn: Callable[..., Any],
+    batch_sampler: Sampler | None = None,
+    batch_size: int | None = None,
+    num_workers: int = 0,
+    seed: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
     """A DataLoader that never touches the global RNG (its own generator), so resuming is exact."""
-    kwargs: dict[str, Any] = dict(collate_fn=collate_fn, num_workers=num_workers, pin_memory=pin_memory,
-                                  generator=torch.Generator().manual_seed(seed))
+    kwargs: dict[str, Any] = dict(
+        collate_fn=collate_fn,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(seed),
+    )
     if batch_sampler is not None:
         kwargs["batch_sampler"] = batch_sampler
     else:

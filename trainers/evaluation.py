@@ -56,8 +56,9 @@ class Encoded:
     errors: list[ItemError] = field(default_factory=list)
 
 
-def as_encoder(model: Any, processor: Any, *, prompts: dict[str, str] | None = None,
-               image_workers: int | None = None) -> Any:
+def as_encoder(
+    model: Any, processor: Any, *, prompts: dict[str, str] | None = None, image_workers: int | None = None
+) -> Any:
     """A training-time `ReT2Model` + processor as the serving encoder (`ReT2Encoder`, inside a
     `SentenceTransformer` when there are prompts to apply), so evaluation measures what serves."""
     from ret2_plugin.encoder import ReT2Encoder
@@ -75,16 +76,27 @@ def _torch_module(encoder: Any) -> torch.nn.Module:
     return encoder[0].model if hasattr(encoder, "__getitem__") else getattr(encoder, "model", encoder)
 
 
-def encode_items(model: Any, processor: Any, items: Sequence[Item], *, side: str, source: str, device: torch.device,
-                 batch_size: int = 32, num_workers: int = 0, autocast_dtype: torch.dtype | None = None,
-                 prompts: dict[str, str] | None = None) -> Encoded:
+def encode_items(
+    model: Any,
+    processor: Any,
+    items: Sequence[Item],
+    *,
+    side: str,
+    source: str,
+    device: torch.device,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    autocast_dtype: torch.dtype | None = None,
+    prompts: dict[str, str] | None = None,
+) -> Encoded:
     """Encode items through the serving path (`ret2_plugin.encoder.iter_embeddings`: prompts, later
     modules, image decoding on worker threads, per-item errors). `model` is a `ReT2Model` with its
     `processor` (training), or an encoder from `load_encoder` with `processor=None` (`ret2 eval`)."""
     from ret2_plugin.encoder import iter_embeddings
 
-    encoder = model if processor is None else as_encoder(model, processor, prompts=prompts,
-                                                         image_workers=max(1, num_workers))
+    encoder = (
+        model if processor is None else as_encoder(model, processor, prompts=prompts, image_workers=max(1, num_workers))
+    )
     torch_model = _torch_module(encoder)
     was_training = torch_model.training
     positions = {id(item): i for i, item in enumerate(items)}
@@ -93,8 +105,13 @@ def encode_items(model: Any, processor: Any, items: Sequence[Item], *, side: str
     errors: list[ItemError] = []
     try:
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-            for batch in iter_embeddings(encoder, list(items), side=side,  # type: ignore[arg-type]
-                                         batch_size=batch_size, num_workers=max(1, num_workers)):
+            for batch in iter_embeddings(
+                encoder,
+                list(items),
+                side=side,  # type: ignore[arg-type]
+                batch_size=batch_size,
+                num_workers=max(1, num_workers),
+            ):
                 errors.extend(ItemError(source, item.line or 0, item.id, reason) for item, reason in batch.errors)
                 if batch.items:
                     chunks.append(torch.from_numpy(batch.embeddings))
@@ -106,8 +123,9 @@ def encode_items(model: Any, processor: Any, items: Sequence[Item], *, side: str
     return Encoded(torch.cat(chunks), indices, errors)
 
 
-def exact_search(queries: torch.Tensor, documents: torch.Tensor, top_k: int, chunk: int = 256,
-                 max_elements: int = 1 << 26) -> torch.Tensor:
+def exact_search(
+    queries: torch.Tensor, documents: torch.Tensor, top_k: int, chunk: int = 256, max_elements: int = 1 << 26
+) -> torch.Tensor:
     """Indices `[Nq, min(top_k, Nd)]` of the best documents per query (dot product or MaxSim).
 
     Queries go `chunk` at a time and documents in slices sized so that one score block (MaxSim:
@@ -134,14 +152,26 @@ def exact_search(queries: torch.Tensor, documents: torch.Tensor, top_k: int, chu
     return torch.cat(out)
 
 
-def evaluate(model: Any, processor: Any, queries: Sequence[Item], corpus: Sequence[Item], *, device: torch.device,
-             queries_file: str = "queries", corpus_file: str = "corpus", batch_size: int = 32, num_workers: int = 0,
-             autocast_dtype: torch.dtype | None = None, top_k: int = 10,
-             prompts: dict[str, str] | None = None) -> dict[str, Any]:
+def evaluate(
+    model: Any,
+    processor: Any,
+    queries: Sequence[Item],
+    corpus: Sequence[Item],
+    *,
+    device: torch.device,
+    queries_file: str = "queries",
+    corpus_file: str = "corpus",
+    batch_size: int = 32,
+    num_workers: int = 0,
+    autocast_dtype: torch.dtype | None = None,
+    top_k: int = 10,
+    prompts: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Encode corpus and queries (see `encode_items`: a ReT2Model + processor, or an encoder with
     processor=None), search exactly, return the metrics plus counts and errors."""
-    options = dict(device=device, batch_size=batch_size, num_workers=num_workers, autocast_dtype=autocast_dtype,
-                   prompts=prompts)
+    options = dict(
+        device=device, batch_size=batch_size, num_workers=num_workers, autocast_dtype=autocast_dtype, prompts=prompts
+    )
     docs = encode_items(model, processor, corpus, side="document", source=corpus_file, **options)  # type: ignore[arg-type]
     qs = encode_items(model, processor, queries, side="query", source=queries_file, **options)  # type: ignore[arg-type]
     doc_ids = [corpus[i].id for i in docs.indices]
@@ -150,5 +180,10 @@ def evaluate(model: Any, processor: Any, queries: Sequence[Item], corpus: Sequen
     relevants = [set(queries[i].positives) for i in qs.indices]
     metrics = retrieval_metrics(rankings, relevants)
     errors = docs.errors + qs.errors
-    return {**metrics, "num_queries": len(qs.indices), "num_documents": len(doc_ids),
-            "num_errors": len(errors), "errors": [e.to_dict() for e in errors]}
+    return {
+        **metrics,
+        "num_queries": len(qs.indices),
+        "num_documents": len(doc_ids),
+        "num_errors": len(errors),
+        "errors": [e.to_dict() for e in errors],
+    }

@@ -40,7 +40,15 @@ from .runctl import StopSignals, check_output_dir, clear_output_dir
 from .validate import DataValidationError, validate_run
 
 # settings a resume must share with the checkpoint (they fix the data order and the lr schedule)
-RESUME_KEYS = ("batch_size", "grad_accum_steps", "num_epochs", "max_steps", "world_size", "augment", "mine_hard_negatives")
+RESUME_KEYS = (
+    "batch_size",
+    "grad_accum_steps",
+    "num_epochs",
+    "max_steps",
+    "world_size",
+    "augment",
+    "mine_hard_negatives",
+)
 
 
 class TrainModule(nn.Module):
@@ -50,18 +58,28 @@ class TrainModule(nn.Module):
         super().__init__()
         self.model, self.loss = model, loss
 
-    def forward(self, query_inputs: dict[str, torch.Tensor], doc_inputs: dict[str, torch.Tensor],
-                query_positive_ids: torch.Tensor, doc_ids: torch.Tensor) -> LossOutput:
+    def forward(
+        self,
+        query_inputs: dict[str, torch.Tensor],
+        doc_inputs: dict[str, torch.Tensor],
+        query_positive_ids: torch.Tensor,
+        doc_ids: torch.Tensor,
+    ) -> LossOutput:
         q = self.model.forward_features(side="query", **query_inputs)
         d = self.model.forward_features(side="document", **doc_inputs)
         return self.loss(q, d, query_positive_ids, doc_ids)
 
 
-def wrap_ddp(module: nn.Module, device: torch.device, *, find_unused_parameters: bool = True) -> DistributedDataParallel:
+def wrap_ddp(
+    module: nn.Module, device: torch.device, *, find_unused_parameters: bool = True
+) -> DistributedDataParallel:
     """DDP around the train module. Unused parameters are expected: a batch without images skips the
     vision tower, and towers have weights (final norms, pooler) that the tapped layers never reach."""
-    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
-                                   find_unused_parameters=find_unused_parameters)
+    return DistributedDataParallel(
+        module,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=find_unused_parameters,
+    )
 
 
 def enable_checkpointing(tower: nn.Module) -> bool:
@@ -114,8 +132,13 @@ class Trainer:
 
         # every line, image and id checked before anything trains (and before the model loads)
         self.data, self.eval_data, self.validation = validate_run(
-            cfg.queries, cfg.corpus, cfg.eval_queries, cfg.eval_corpus, image_workers=max(cfg.num_workers, 1) * 2,
-            min_train_queries=cfg.batch_size * self.world)
+            cfg.queries,
+            cfg.corpus,
+            cfg.eval_queries,
+            cfg.eval_corpus,
+            image_workers=max(cfg.num_workers, 1) * 2,
+            min_train_queries=cfg.batch_size * self.world,
+        )
         self._add_errors(self.validation.errors)
         if du.is_main_process():
             if cfg.overwrite:
@@ -124,9 +147,11 @@ class Trainer:
             atomic_write_json(self.out / "validation_report.json", self.validation.to_dict())
         du.barrier()
         if cfg.strict and self.validation.errors:
-            raise DataValidationError(f"{len(self.validation.errors)} item(s) refused before training and strict is set: "
-                                      f"nothing was trained (report: {self.out / 'validation_report.json'})",
-                                      self.validation.errors)
+            raise DataValidationError(
+                f"{len(self.validation.errors)} item(s) refused before training and strict is set: "
+                f"nothing was trained (report: {self.out / 'validation_report.json'})",
+                self.validation.errors,
+            )
 
         self.prompts: dict[str, str] = {}
         if model is None or processor is None:
@@ -141,9 +166,17 @@ class Trainer:
             num_negatives = num_negatives or 1
         augment = Augmentation(cfg.augment_min_scale, cfg.augment_flip, cfg.augment_jitter) if cfg.augment else None
         self.dataset = PairDataset(self.data, num_hard_negatives=num_negatives, seed=cfg.seed, augment=augment)
-        self.sampler = ResumableBatchSampler(len(self.dataset), cfg.batch_size, seed=cfg.seed, rank=self.rank, world_size=self.world)
-        self.loader = make_loader(self.dataset, collate_fn=PairCollator(self.processor, self.prompts), batch_sampler=self.sampler,
-                                  num_workers=cfg.num_workers, seed=cfg.seed, pin_memory=self.device.type == "cuda")
+        self.sampler = ResumableBatchSampler(
+            len(self.dataset), cfg.batch_size, seed=cfg.seed, rank=self.rank, world_size=self.world
+        )
+        self.loader = make_loader(
+            self.dataset,
+            collate_fn=PairCollator(self.processor, self.prompts),
+            batch_sampler=self.sampler,
+            num_workers=cfg.num_workers,
+            seed=cfg.seed,
+            pin_memory=self.device.type == "cuda",
+        )
         per_epoch = max(len(self.sampler) // cfg.grad_accum_steps, 1)
         self.total_steps = cfg.max_steps or max(math.ceil(cfg.num_epochs * per_epoch), 1)
         # with an eval split: evaluate 10 times over the run unless told otherwise
@@ -151,15 +184,24 @@ class Trainer:
 
         multi = bool(self.model.config.multi_vector)
         temperature = cfg.temperature or (1.0 if multi else 0.05)
-        self.loss_fn = ContrastiveLoss(temperature, learnable_temperature=cfg.learnable_temperature, symmetric=cfg.symmetric)
+        self.loss_fn = ContrastiveLoss(
+            temperature, learnable_temperature=cfg.learnable_temperature, symmetric=cfg.symmetric
+        )
         self.model.to(self.device)
         self.loss_fn.to(self.device)
-        groups = param_groups(self.model, self.loss_fn.parameters(), lr=cfg.lr, backbone_lr_scale=cfg.backbone_lr_scale,
-                              weight_decay=cfg.weight_decay)
+        groups = param_groups(
+            self.model,
+            self.loss_fn.parameters(),
+            lr=cfg.lr,
+            backbone_lr_scale=cfg.backbone_lr_scale,
+            weight_decay=cfg.weight_decay,
+        )
         self.params = [p for g in groups for p in g["params"]]
         self.optimizer = build_optimizer(groups, lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps, device=self.device)
         warmup = cfg.warmup_steps if cfg.warmup_steps is not None else int(cfg.warmup_ratio * self.total_steps)
-        self.scheduler = warmup_cosine(self.optimizer, total_steps=self.total_steps, warmup_steps=warmup, min_lr_ratio=cfg.min_lr_ratio)
+        self.scheduler = warmup_cosine(
+            self.optimizer, total_steps=self.total_steps, warmup_steps=warmup, min_lr_ratio=cfg.min_lr_ratio
+        )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
 
         module: nn.Module = TrainModule(self.model, self.loss_fn)
@@ -201,8 +243,15 @@ class Trainer:
         mined = mining.load(path, data) if self.config.resume else None
         if mined is None:
             if du.is_main_process():
-                mined = mining.mine(self.model, self.processor, data, self.config.mine_hard_negatives, device=self.device,
-                                    batch_size=self.config.eval_batch_size, prompts=self.prompts)
+                mined = mining.mine(
+                    self.model,
+                    self.processor,
+                    data,
+                    self.config.mine_hard_negatives,
+                    device=self.device,
+                    batch_size=self.config.eval_batch_size,
+                    prompts=self.prompts,
+                )
                 mining.save(path, data, mined)
             du.barrier()
             mined = mined if mined is not None else mining.load(path, data)
@@ -244,9 +293,15 @@ class Trainer:
             last = micro == cfg.grad_accum_steps - 1
             sync = contextlib.nullcontext() if last or self.world == 1 else self.module.no_sync()
             with sync:
-                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-                    out = self.module(move_to(batch["query_inputs"], self.device), move_to(batch["doc_inputs"], self.device),
-                                      batch["query_positive_ids"].to(self.device), batch["doc_ids"].to(self.device))
+                with torch.autocast(
+                    self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+                ):
+                    out = self.module(
+                        move_to(batch["query_inputs"], self.device),
+                        move_to(batch["doc_inputs"], self.device),
+                        batch["query_positive_ids"].to(self.device),
+                        batch["doc_ids"].to(self.device),
+                    )
                 self.scaler.scale(out.loss / cfg.grad_accum_steps).backward()
             totals["loss"] += float(out.global_loss) / cfg.grad_accum_steps
             totals["accuracy"] += float(out.accuracy) / cfg.grad_accum_steps
@@ -262,7 +317,7 @@ class Trainer:
     # ---- the run ---------------------------------------------------------------------------------
     def train(self, *, stop_at_step: int | None = None) -> dict[str, Any]:
         """Train to `total_steps` (or stop early at `stop_at_step`, leaving a checkpoint); return a summary."""
-        cfg, start = self.config, time.time()
+        start = time.time()
         self.start_step = self.step
         end = min(self.total_steps, stop_at_step or self.total_steps)
         with StopSignals() as signals:
@@ -296,8 +351,17 @@ class Trainer:
             if self.step % cfg.log_every == 0 or self.step == end:
                 rate = len(window) / max(time.time() - tick, 1e-9)
                 record = {k: sum(w[k] for w in window) / len(window) for k in ("loss", "accuracy", "grad_norm")}
-                self.metrics.log({"kind": "train", "step": self.step, "epoch": self.epoch, **record,
-                                  "lr": max(self.scheduler.get_last_lr()), "temperature": stats["temperature"], "steps_per_s": rate})
+                self.metrics.log(
+                    {
+                        "kind": "train",
+                        "step": self.step,
+                        "epoch": self.epoch,
+                        **record,
+                        "lr": max(self.scheduler.get_last_lr()),
+                        "temperature": stats["temperature"],
+                        "steps_per_s": rate,
+                    }
+                )
                 window, tick = [], time.time()
             if self.eval_every and self.step % self.eval_every == 0 and self.step < self.total_steps:
                 self._evaluate_and_maybe_save()
@@ -307,7 +371,9 @@ class Trainer:
                     break
             elif cfg.save_every and self.step % cfg.save_every == 0:
                 self._save()
-            elif cfg.save_every_minutes and self._agree(time.monotonic() - self.last_save >= cfg.save_every_minutes * 60):
+            elif cfg.save_every_minutes and self._agree(
+                time.monotonic() - self.last_save >= cfg.save_every_minutes * 60
+            ):
                 self._save()
         if signals.received is not None or (self.step < end and not self.stopped_early):
             interrupted = signals.received or "a signal to another rank"
@@ -348,10 +414,19 @@ class Trainer:
         if du.is_main_process():
             assert self.eval_data is not None
             # the serving path applies the prompts (the same ones the training collator applies)
-            result = evaluate(self.model, self.processor, self.eval_data.queries, self.eval_data.corpus, device=self.device,
-                              queries_file=self.eval_data.queries_file, corpus_file=self.eval_data.corpus_file,
-                              batch_size=self.config.eval_batch_size, num_workers=self.config.num_workers, autocast_dtype=self.amp_dtype,
-                              prompts=self.prompts or saved_prompts(self.config.model))
+            result = evaluate(
+                self.model,
+                self.processor,
+                self.eval_data.queries,
+                self.eval_data.corpus,
+                device=self.device,
+                queries_file=self.eval_data.queries_file,
+                corpus_file=self.eval_data.corpus_file,
+                batch_size=self.config.eval_batch_size,
+                num_workers=self.config.num_workers,
+                autocast_dtype=self.amp_dtype,
+                prompts=self.prompts or saved_prompts(self.config.model),
+            )
             self._add_errors([ItemError(**e) for e in result.pop("errors")])
             self.last_eval = {"step": self.step, **result}
             self.metrics.log({"kind": "eval", **self.last_eval})
@@ -361,24 +436,44 @@ class Trainer:
         self.bad_evals = 0 if float(flag) > 0 else self.bad_evals + 1
         if float(flag) > 0 or final or (self.config.save_every and self.step % self.config.save_every == 0):
             if du.is_main_process() and float(flag) > 0:
-                self.best = {"metric": self.config.best_metric, "value": self.last_eval[self.config.best_metric], "step": self.step}
+                self.best = {
+                    "metric": self.config.best_metric,
+                    "value": self.last_eval[self.config.best_metric],
+                    "step": self.step,
+                }
             self._save()
         self._plot()
 
     def _trainer_state(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "world_size": self.world,
-                "best": self.best, "bad_evals": self.bad_evals, "total_steps": self.total_steps,
-                "config": self.config.model_dump(mode="json")}
+        return {
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "world_size": self.world,
+            "best": self.best,
+            "bad_evals": self.bad_evals,
+            "total_steps": self.total_steps,
+            "config": self.config.model_dump(mode="json"),
+        }
 
     def _save(self) -> None:
         rng_states = ckpt.all_rng_states(self.device)  # a collective: every rank hands rank 0 its own
         if du.is_main_process():
-            optim_state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                           "scaler": self.scaler.state_dict()}
+            optim_state = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+            }
             extra = {f"loss.{k}": v for k, v in self.loss_fn.state_dict().items()}
-            path = ckpt.save_checkpoint(self.out / "checkpoints", self.step, model=self.model, processor=self.processor,
-                                        extra_tensors=extra, optim_state=optim_state, state=self._trainer_state(),
-                                        rng_states=rng_states)
+            path = ckpt.save_checkpoint(
+                self.out / "checkpoints",
+                self.step,
+                model=self.model,
+                processor=self.processor,
+                extra_tensors=extra,
+                optim_state=optim_state,
+                state=self._trainer_state(),
+                rng_states=rng_states,
+            )
             protect = {self.out / "checkpoints" / f"step-{self.best['step']:08d}"} if self.best else set()
             ckpt.prune_checkpoints(self.out / "checkpoints", self.config.keep_last, protect | {path})
         self.last_save = time.monotonic()
@@ -395,7 +490,7 @@ class Trainer:
         self._check_resumable(path, state)
         self.model.load_weights(ReT2Model.from_pretrained(path / "model").own_state_dict())
         self.model.to(self.device)
-        self.loss_fn.load_state_dict({k[len("loss."):]: v for k, v in tensors.items() if k.startswith("loss.")})
+        self.loss_fn.load_state_dict({k[len("loss.") :]: v for k, v in tensors.items() if k.startswith("loss.")})
         self.optimizer.load_state_dict(optim_state["optimizer"])
         self.scheduler.load_state_dict(optim_state["scheduler"])
         self.scaler.load_state_dict(optim_state["scaler"])
@@ -411,8 +506,10 @@ class Trainer:
         now = {**self.config.model_dump(mode="json"), "world_size": self.world}
         changed = [f"{k} was {saved[k]!r}, now {now[k]!r}" for k in RESUME_KEYS if k in saved and saved[k] != now[k]]
         if changed:
-            raise ValueError(f"cannot resume from {path}: {'; '.join(changed)} (resuming needs the same settings; "
-                             "start a new output_dir to train with other ones)")
+            raise ValueError(
+                f"cannot resume from {path}: {'; '.join(changed)} (resuming needs the same settings; "
+                "start a new output_dir to train with other ones)"
+            )
 
     def _export_final(self) -> Path:
         """`output_dir/model`: the best evaluated checkpoint (when selected) or the last weights."""
@@ -439,32 +536,55 @@ class Trainer:
             everyone = du.all_gather_json([e.to_dict() for e in self.errors.values()], self.device)
             self._add_errors([ItemError(**e) for rank_errors in everyone for e in rank_errors])
 
-    def _summary(self, start: float, last_loss: float, *, finished: bool, model_dir: Path | None = None,
-                 interrupted: str | None = None) -> dict[str, Any]:
+    def _summary(
+        self,
+        start: float,
+        last_loss: float,
+        *,
+        finished: bool,
+        model_dir: Path | None = None,
+        interrupted: str | None = None,
+    ) -> dict[str, Any]:
         """`steps_this_run` counts the steps this call ran (after a resume: not those before it);
         `model_is` says whether `model_dir` holds the best evaluated checkpoint or the last weights."""
         errors = list(self.errors.values())
         model_is = None
         if model_dir is not None:
             model_is = "best" if self.config.select_best and self.best is not None else "last"
-        return {"finished": finished, "interrupted": interrupted, "stopped_early": self.stopped_early,
-                "start_step": self.start_step, "steps_this_run": self.step - self.start_step,
-                "checkpoint": str(self._checkpoint_dir(self.step)), "model_is": model_is,
-                "validation": {k: v for k, v in self.validation.to_dict().items() if k != "errors"},
-                "step": self.step, "total_steps": self.total_steps, "epoch": self.epoch,
-                "world_size": self.world, "device": str(self.device), "precision": self.precision,
-                "final_loss": last_loss, "best": self.best, "last_eval": self.last_eval,
-                "model_dir": str(model_dir) if model_dir else None, "seconds": round(time.time() - start, 2),
-                "gradient_checkpointing": self.checkpointed, "num_errors": len(errors),
-                "errors": [e.to_dict() for e in errors[:100]]}
+        return {
+            "finished": finished,
+            "interrupted": interrupted,
+            "stopped_early": self.stopped_early,
+            "start_step": self.start_step,
+            "steps_this_run": self.step - self.start_step,
+            "checkpoint": str(self._checkpoint_dir(self.step)),
+            "model_is": model_is,
+            "validation": {k: v for k, v in self.validation.to_dict().items() if k != "errors"},
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "epoch": self.epoch,
+            "world_size": self.world,
+            "device": str(self.device),
+            "precision": self.precision,
+            "final_loss": last_loss,
+            "best": self.best,
+            "last_eval": self.last_eval,
+            "model_dir": str(model_dir) if model_dir else None,
+            "seconds": round(time.time() - start, 2),
+            "gradient_checkpointing": self.checkpointed,
+            "num_errors": len(errors),
+            "errors": [e.to_dict() for e in errors[:100]],
+        }
 
 
 class TrainingInterrupted(Exception):
     """`train()` was stopped by SIGINT / SIGTERM; a resumable checkpoint was written (`summary`)."""
 
     def __init__(self, summary: dict[str, Any]) -> None:
-        super().__init__(f"training interrupted by {summary['interrupted']} at step {summary['step']}: checkpoint "
-                         f"{summary['checkpoint']} (continue with resume='auto')")
+        super().__init__(
+            f"training interrupted by {summary['interrupted']} at step {summary['step']}: checkpoint "
+            f"{summary['checkpoint']} (continue with resume='auto')"
+        )
         self.summary = summary
 
 

@@ -120,7 +120,9 @@ class ContrastiveLoss(nn.Module):
             return LossOutput(loss_q, loss_q2d, loss_q2d, None, accuracy, float(1.0 / scale.item()))
 
         q_all, _ = du.gather_with_grad(q)
-        qpos_all = du.gather_no_grad(query_positive_ids if query_positive_ids.dim() == 2 else query_positive_ids[:, None], pad_value=-1)
+        qpos_all = du.gather_no_grad(
+            query_positive_ids if query_positive_ids.dim() == 2 else query_positive_ids[:, None], pad_value=-1
+        )
         logits_d = similarity(q_all, d).T * scale  # [Bd_local, Nq_global]
         targets_d = target_matrix(qpos_all, doc_ids).T
         rows_d, valid_d = soft_cross_entropy(logits_d, targets_d)

@@ -24,13 +24,40 @@ from .evaluation import encode_items, exact_search
 FILE_NAME = "mined_negatives.json"
 
 
-def mine(model: Any, processor: Any, data: TrainingData, k: int, *, device: torch.device, batch_size: int = 64,
-         num_workers: int = 0, prompts: dict[str, str] | None = None) -> list[list[str]]:
+def mine(
+    model: Any,
+    processor: Any,
+    data: TrainingData,
+    k: int,
+    *,
+    device: torch.device,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    prompts: dict[str, str] | None = None,
+) -> list[list[str]]:
     """Per training query (in order), up to `k` document ids: the best-ranked non-positives."""
-    docs = encode_items(model, processor, data.corpus, side="document", source=data.corpus_file, device=device,
-                        batch_size=batch_size, num_workers=num_workers, prompts=prompts)
-    qs = encode_items(model, processor, data.queries, side="query", source=data.queries_file, device=device,
-                      batch_size=batch_size, num_workers=num_workers, prompts=prompts)
+    docs = encode_items(
+        model,
+        processor,
+        data.corpus,
+        side="document",
+        source=data.corpus_file,
+        device=device,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        prompts=prompts,
+    )
+    qs = encode_items(
+        model,
+        processor,
+        data.queries,
+        side="query",
+        source=data.queries_file,
+        device=device,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        prompts=prompts,
+    )
     doc_ids = [data.corpus[i].id for i in docs.indices]
     widest = max((len(q.positives) for q in data.queries), default=0)
     top = exact_search(qs.embeddings, docs.embeddings, k + widest).tolist()
@@ -47,13 +74,17 @@ def with_negatives(data: TrainingData, mined: list[list[str]]) -> TrainingData:
         raise ValueError(f"{len(mined)} mined lists for {len(data.queries)} queries: the data changed since mining")
     queries = []
     for q, extra in zip(data.queries, mined):
-        merged = tuple(dict.fromkeys([*q.negatives, *(n for n in extra if n in data.doc_index and n not in q.positives)]))
+        merged = tuple(
+            dict.fromkeys([*q.negatives, *(n for n in extra if n in data.doc_index and n not in q.positives)])
+        )
         queries.append(dataclasses.replace(q, negatives=merged))
     return dataclasses.replace(data, queries=queries)
 
 
 def save(path: Path, data: TrainingData, mined: list[list[str]]) -> None:
-    atomic_write_json(path, {"queries_file": data.queries_file, "query_ids": [q.id for q in data.queries], "negatives": mined})
+    atomic_write_json(
+        path, {"queries_file": data.queries_file, "query_ids": [q.id for q in data.queries], "negatives": mined}
+    )
 
 
 def load(path: Path, data: TrainingData) -> list[list[str]] | None:

@@ -41,8 +41,10 @@ def check_modules(folder: str | Path) -> None:
         raise ValueError(f"{path} is unreadable: {exc}") from exc
     extra = [t for t in types[1:] if t.rsplit(".", 1)[-1] not in _NEUTRAL]
     if extra:
-        raise ValueError(f"{folder}: modules after the ReT encoder ({', '.join(extra)}) change the embedding, and "
-                         "`ret2 train` / `ret2 eval` run the ReT module only; use SentenceTransformerTrainer for this model")
+        raise ValueError(
+            f"{folder}: modules after the ReT encoder ({', '.join(extra)}) change the embedding, and "
+            "`ret2 train` / `ret2 eval` run the ReT module only; use SentenceTransformerTrainer for this model"
+        )
 
 
 def load_for_training(path: str | Path) -> tuple[Any, Any, dict[str, str]]:

@@ -21,7 +21,13 @@ def block_list(backbone: nn.Module) -> nn.ModuleList | None:
     """The backbone's stack of transformer blocks: the longest ModuleList named like `layers`/`layer`/`h`."""
     best: nn.ModuleList | None = None
     for name, module in backbone.named_modules():
-        if isinstance(module, nn.ModuleList) and name.rsplit(".", 1)[-1] in {"layers", "layer", "h", "blocks", "resblocks"}:
+        if isinstance(module, nn.ModuleList) and name.rsplit(".", 1)[-1] in {
+            "layers",
+            "layer",
+            "h",
+            "blocks",
+            "resblocks",
+        }:
             if best is None or len(module) > len(best):
                 best = module
     return best
@@ -48,8 +54,9 @@ def set_backbone_mode(backbone: nn.Module | None, mode: str, last_n: int = 2) ->
     return sum(p.numel() for p in backbone.parameters() if p.requires_grad)
 
 
-def param_groups(model: nn.Module, extra: Iterable[nn.Parameter], *, lr: float, backbone_lr_scale: float,
-                 weight_decay: float) -> list[dict[str, Any]]:
+def param_groups(
+    model: nn.Module, extra: Iterable[nn.Parameter], *, lr: float, backbone_lr_scale: float, weight_decay: float
+) -> list[dict[str, Any]]:
     """AdamW groups: (fusion | backbone) x (decay | no decay), plus `extra` (loss parameters, no decay)."""
     backbone_ids: set[int] = set()
     for attr in ("text_backbone", "vision_backbone"):
@@ -58,7 +65,7 @@ def param_groups(model: nn.Module, extra: Iterable[nn.Parameter], *, lr: float, 
             backbone_ids.update(id(p) for p in tower.parameters())
     groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
     seen: set[int] = set()
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
@@ -71,7 +78,14 @@ def param_groups(model: nn.Module, extra: Iterable[nn.Parameter], *, lr: float, 
             for p in params:
                 p.requires_grad_(False)
             continue
-        out.append({"params": params, "lr": lr * scale, "weight_decay": weight_decay if decay else 0.0, "name": f"{kind}{'' if decay else '_no_decay'}"})
+        out.append(
+            {
+                "params": params,
+                "lr": lr * scale,
+                "weight_decay": weight_decay if decay else 0.0,
+                "name": f"{kind}{'' if decay else '_no_decay'}",
+            }
+        )
     extra = [p for p in extra if p.requires_grad]
     if extra:
         out.append({"params": extra, "lr": lr, "weight_decay": 0.0, "name": "loss"})
@@ -80,15 +94,17 @@ def param_groups(model: nn.Module, extra: Iterable[nn.Parameter], *, lr: float, 
     return out
 
 
-def build_optimizer(groups: list[dict[str, Any]], *, lr: float, betas: tuple[float, float], eps: float,
-                    device: torch.device) -> torch.optim.AdamW:
+def build_optimizer(
+    groups: list[dict[str, Any]], *, lr: float, betas: tuple[float, float], eps: float, device: torch.device
+) -> torch.optim.AdamW:
     """AdamW with the fused kernel (one launch per step on CUDA; torch's fused CPU kernel otherwise)."""
     fused = device.type in ("cuda", "cpu")
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused)
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_steps: int,
-                  min_lr_ratio: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_steps: int, min_lr_ratio: float = 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warmup from 0 to the group's lr, then cosine decay to `min_lr_ratio * lr`."""
 
     def factor(step: int) -> float:

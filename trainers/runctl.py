@@ -19,8 +19,15 @@ from types import FrameType
 from typing import Any
 
 # what a run writes into output_dir; `overwrite` removes exactly these
-RUN_ARTEFACTS = ("checkpoints", "model", "metrics.jsonl", "train_report.json", "training_curves.png",
-                 "validation_report.json", "mined_negatives.json")
+RUN_ARTEFACTS = (
+    "checkpoints",
+    "model",
+    "metrics.jsonl",
+    "train_report.json",
+    "training_curves.png",
+    "validation_report.json",
+    "mined_negatives.json",
+)
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 
 
@@ -33,8 +40,10 @@ def check_output_dir(out: Path, *, resume: str | None, overwrite: bool) -> None:
     """Refuse to start a fresh run over an earlier one unless told to resume or overwrite."""
     found = earlier_run(out)
     if found and not resume and not overwrite:
-        raise FileExistsError(f"output_dir {out} holds an earlier run ({', '.join(found)}): continue it with "
-                              "`--resume auto`, or start over with `--overwrite` (deletes it), or pick another output_dir")
+        raise FileExistsError(
+            f"output_dir {out} holds an earlier run ({', '.join(found)}): continue it with "
+            "`--resume auto`, or start over with `--overwrite` (deletes it), or pick another output_dir"
+        )
 
 
 def clear_output_dir(out: Path) -> list[str]:

@@ -38,8 +38,12 @@ class ValidationReport:
     errors: list[ItemError] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"checked": self.checked, "images_checked": self.images_checked, "num_errors": len(self.errors),
-                "errors": [e.to_dict() for e in self.errors]}
+        return {
+            "checked": self.checked,
+            "images_checked": self.images_checked,
+            "num_errors": len(self.errors),
+            "errors": [e.to_dict() for e in self.errors],
+        }
 
     def lines(self, limit: int = 50) -> list[str]:
         """Human-readable report lines: `file:line (id=...): reason`."""
@@ -51,6 +55,7 @@ class ValidationReport:
 
 def _check_images(items: Sequence[Item], source: str, workers: int) -> tuple[set[int], list[ItemError]]:
     """Indices of items whose image opens and decodes; errors for the others."""
+
     def one(i: int) -> tuple[int, ItemError | None]:
         _, err = load_item_image(items[i], source)
         return i, err
@@ -82,15 +87,30 @@ def _clean(data: TrainingData, workers: int, report: ValidationReport, *, split:
             continue
         positives = tuple(p for p in q.positives if p in doc_index)
         if not positives:
-            errors.append(ItemError(data.queries_file, q.line or 0, q.id,
-                                    f"every positive {list(q.positives)} has an image that cannot be opened ({split} query left out)"))
+            errors.append(
+                ItemError(
+                    data.queries_file,
+                    q.line or 0,
+                    q.id,
+                    f"every positive {list(q.positives)} has an image that cannot be opened ({split} query left out)",
+                )
+            )
             continue
-        queries.append(dataclasses.replace(q, positives=positives, negatives=tuple(n for n in q.negatives if n in doc_index)))
+        queries.append(
+            dataclasses.replace(q, positives=positives, negatives=tuple(n for n in q.negatives if n in doc_index))
+        )
     return TrainingData(queries, corpus, doc_index, data.queries_file, data.corpus_file, errors)
 
 
-def validate_run(queries: str, corpus: str, eval_queries: str | None = None, eval_corpus: str | None = None, *,
-                 image_workers: int = 4, min_train_queries: int = 1) -> tuple[TrainingData, TrainingData | None, ValidationReport]:
+def validate_run(
+    queries: str,
+    corpus: str,
+    eval_queries: str | None = None,
+    eval_corpus: str | None = None,
+    *,
+    image_workers: int = 4,
+    min_train_queries: int = 1,
+) -> tuple[TrainingData, TrainingData | None, ValidationReport]:
     """Load and check the training (and evaluation) data; see the module docstring."""
     report = ValidationReport()
     train = _clean(TrainingData.load(queries, corpus), image_workers, report, split="training")
@@ -108,16 +128,25 @@ def validate_run(queries: str, corpus: str, eval_queries: str | None = None, eva
     if len(train.queries) < min_train_queries:
         raise DataValidationError(
             f"{queries}: {len(train.queries)} usable training queries, at least {min_train_queries} needed "
-            f"(one batch); {len(report.errors)} item(s) refused", report.errors)
+            f"(one batch); {len(report.errors)} item(s) refused",
+            report.errors,
+        )
     if evaluation is not None:
         assert eval_queries is not None
         if not evaluation.queries:
             raise DataValidationError(
                 f"cannot build the evaluation split: no query in {eval_queries} has a usable positive in "
-                f"{eval_corpus or corpus}" + ("" if eval_corpus else " (eval_corpus is not set, so the training corpus "
-                                                                     "is used: set eval_corpus to the corpus its positives are in)"),
-                report.errors)
+                f"{eval_corpus or corpus}"
+                + (
+                    ""
+                    if eval_corpus
+                    else " (eval_corpus is not set, so the training corpus "
+                    "is used: set eval_corpus to the corpus its positives are in)"
+                ),
+                report.errors,
+            )
         if not evaluation.corpus:
-            raise DataValidationError(f"cannot build the evaluation split: {eval_corpus or corpus} has no usable document",
-                                      report.errors)
+            raise DataValidationError(
+                f"cannot build the evaluation split: {eval_corpus or corpus} has no usable document", report.errors
+            )
     return train, evaluation, report

@@ -15,5 +15,11 @@ from .connection import ElasticsearchConnectionError, backend_options_from_args
 from .filters import to_es_query
 from .sender import DeadlineExceeded, ElasticsearchUnavailable
 
-__all__ = ["DeadlineExceeded", "ElasticsearchBackend", "ElasticsearchConnectionError", "ElasticsearchUnavailable",
-           "backend_options_from_args", "to_es_query"]
+__all__ = [
+    "DeadlineExceeded",
+    "ElasticsearchBackend",
+    "ElasticsearchConnectionError",
+    "ElasticsearchUnavailable",
+    "backend_options_from_args",
+    "to_es_query",
+]

@@ -17,7 +17,15 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ret2_plugin.index import (
-    IndexMismatchError, IndexNotFoundError, IndexRecord, SearchHit, WriteReport, as_float32, check_ids, check_top_k, maxsim,
+    IndexMismatchError,
+    IndexNotFoundError,
+    IndexRecord,
+    SearchHit,
+    WriteReport,
+    as_float32,
+    check_ids,
+    check_top_k,
+    maxsim,
 )
 
 from . import mapping as mp
@@ -30,8 +38,13 @@ from .queries import MAX_NUM_CANDIDATES, bm25_body, default_num_candidates, knn_
 from .sender import Deadline, DeadlineExceeded, ElasticsearchUnavailable
 
 log = logging.getLogger(__name__)
-_BULK_KEYS = {"chunk_size": "chunk_size", "max_chunk_bytes": "max_chunk_bytes", "bulk_max_retries": "max_retries",
-              "initial_backoff": "initial_backoff", "max_backoff": "max_backoff"}
+_BULK_KEYS = {
+    "chunk_size": "chunk_size",
+    "max_chunk_bytes": "max_chunk_bytes",
+    "bulk_max_retries": "max_retries",
+    "initial_backoff": "initial_backoff",
+    "max_backoff": "max_backoff",
+}
 
 
 class ElasticsearchBackend:
@@ -40,9 +53,19 @@ class ElasticsearchBackend:
     name: ClassVar[str] = "elasticsearch"
     durable_writes: ClassVar[bool] = True  # acknowledged bulk writes are in the translog; `persist` only commits
 
-    def __init__(self, client: Any, index: str, layout: dict[str, Any], *, where: str, bulk: BulkSettings,
-                 refresh: bool | str | None = None, progress: bool = False, connection: dict[str, Any] | None = None,
-                 deadline: float | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        index: str,
+        layout: dict[str, Any],
+        *,
+        where: str,
+        bulk: BulkSettings,
+        refresh: bool | str | None = None,
+        progress: bool = False,
+        connection: dict[str, Any] | None = None,
+        deadline: float | None = None,
+    ) -> None:
         self.client = client
         self.index = index
         self.layout = layout
@@ -63,7 +86,8 @@ class ElasticsearchBackend:
         self._v1 = self._meta_prefix == "meta."  # layout v1 (`text`, `image`, `meta.*`); else v2 = Haystack's
         self._encoder = (
             RecordEncoder(dim=self.dim, multi_vector=self.multi_vector, normalise_vectors=self.similarity == "cosine")
-            if self._v1 else LayoutEncoder(dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity)
+            if self._v1
+            else LayoutEncoder(dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity)
         )
 
     def __repr__(self) -> str:
@@ -110,8 +134,12 @@ class ElasticsearchBackend:
         layout = read_layout(client, location)
         if layout is None:
             if dim is None:
-                raise IndexNotFoundError(f"Elasticsearch index {location!r} does not exist at {where}; pass dim= to create it")
-            body = mp.build_index_body(dim=dim, multi_vector=multi_vector, similarity=similarity, info=info, **mapping_options)
+                raise IndexNotFoundError(
+                    f"Elasticsearch index {location!r} does not exist at {where}; pass dim= to create it"
+                )
+            body = mp.build_index_body(
+                dim=dim, multi_vector=multi_vector, similarity=similarity, info=info, **mapping_options
+            )
             create_index(client, location, body)
             layout = read_layout(client, location)
             assert layout is not None
@@ -120,9 +148,20 @@ class ElasticsearchBackend:
             if dim is not None:  # like the memory backend: a bare open(name) takes the index as it is
                 mp.check_compatible(location, layout, dim=dim, multi_vector=multi_vector, similarity=similarity)
             if mapping_options:
-                log.info("index %r exists; mapping options %s apply only on creation", location, sorted(mapping_options))
-        return cls(client, location, layout, where=where, bulk=bulk, refresh=refresh, progress=progress, connection=connection,
-                   deadline=deadline)
+                log.info(
+                    "index %r exists; mapping options %s apply only on creation", location, sorted(mapping_options)
+                )
+        return cls(
+            client,
+            location,
+            layout,
+            where=where,
+            bulk=bulk,
+            refresh=refresh,
+            progress=progress,
+            connection=connection,
+            deadline=deadline,
+        )
 
     @property
     def info(self) -> dict[str, Any]:
@@ -138,9 +177,16 @@ class ElasticsearchBackend:
         try:
             with self._translated("writing"):
                 report = write_records(
-                    self.client, self.index, records, self._encoder, self._bulk,
-                    refresh=policy if policy is not None else False, progress=self._progress,
-                    deadline=self._call_deadline(), where=self._where, request_timeout=self._request_timeout,
+                    self.client,
+                    self.index,
+                    records,
+                    self._encoder,
+                    self._bulk,
+                    refresh=policy if policy is not None else False,
+                    progress=self._progress,
+                    deadline=self._call_deadline(),
+                    where=self._where,
+                    request_timeout=self._request_timeout,
                 )
         except PermissionError:
             raise
@@ -213,7 +259,9 @@ class ElasticsearchBackend:
         """The client for look-ups during a run: timeout cut to the deadline, no resend after a timeout
         (a stalled node costs one timeout; a dead node of a cluster is still skipped)."""
         if deadline.expired():
-            raise DeadlineExceeded(f"{deadline.describe()} passed (Elasticsearch index {self.index!r} at {self._where})")
+            raise DeadlineExceeded(
+                f"{deadline.describe()} passed (Elasticsearch index {self.index!r} at {self._where})"
+            )
         return self.client.options(request_timeout=deadline.timeout(self._request_timeout), retry_on_timeout=False)
 
     @contextmanager
@@ -225,11 +273,14 @@ class ElasticsearchBackend:
         try:
             yield
         except ConnectionTimeout as exc:
-            raise ElasticsearchUnavailable(f"Elasticsearch at {self._where} did not answer while {what} "
-                                           f"(index {self.index!r}): {exc.message}") from exc
+            raise ElasticsearchUnavailable(
+                f"Elasticsearch at {self._where} did not answer while {what} (index {self.index!r}): {exc.message}"
+            ) from exc
         except TransportConnectionError as exc:
-            raise ElasticsearchUnavailable(f"lost the connection to Elasticsearch at {self._where} while {what} "
-                                           f"(index {self.index!r}): {exc.message}") from exc
+            raise ElasticsearchUnavailable(
+                f"lost the connection to Elasticsearch at {self._where} while {what} "
+                f"(index {self.index!r}): {exc.message}"
+            ) from exc
 
     def close(self) -> None:
         if not self._connection.get("client"):
@@ -256,7 +307,7 @@ class ElasticsearchBackend:
         ids = check_ids(ids)
         out: list[IndexRecord] = []
         for start in range(0, len(ids), 500):
-            docs = self.client.mget(index=self.index, ids=list(ids[start:start + 500]))["docs"]
+            docs = self.client.mget(index=self.index, ids=list(ids[start : start + 500]))["docs"]
             out += [self._encoder.record(d["_id"], d["_source"]) for d in docs if d.get("found")]
         return out
 
@@ -266,7 +317,9 @@ class ElasticsearchBackend:
 
         query = to_es_query(filters, self._meta_prefix, self.layout.get("content_filter_field")) or {"match_all": {}}
         self._refresh_if_dirty()
-        hits = scan(self.client, index=self.index, query={"query": query, "sort": ["_doc"]}, _source=False, preserve_order=True)
+        hits = scan(
+            self.client, index=self.index, query={"query": query, "sort": ["_doc"]}, _source=False, preserve_order=True
+        )
         return [hit["_id"] for hit in hits]
 
     def content_hashes(self, ids: Sequence[str]) -> dict[str, str]:
@@ -275,7 +328,9 @@ class ElasticsearchBackend:
         deadline = self._call_deadline()
         for start in range(0, len(ids), 1000):
             with self._translated("looking up content hashes"):
-                docs = self._reads(deadline).mget(index=self.index, ids=list(ids[start:start + 1000]), source_includes=["content_hash"])
+                docs = self._reads(deadline).mget(
+                    index=self.index, ids=list(ids[start : start + 1000]), source_includes=["content_hash"]
+                )
             for doc in docs["docs"]:
                 value = doc.get("_source", {}).get("content_hash") if doc.get("found") else None
                 if value:
@@ -308,11 +363,17 @@ class ElasticsearchBackend:
         k = window
         if self.multi_vector:
             k = min(MAX_NUM_CANDIDATES, max(window, rerank_candidates or default_num_candidates(window)))
-        candidates = None if num_candidates is None else (max(num_candidates, k) if self.multi_vector else num_candidates)
+        candidates = (
+            None if num_candidates is None else (max(num_candidates, k) if self.multi_vector else num_candidates)
+        )
         body = knn_body(
-            vector, k=k, num_candidates=candidates,
-            filter_query=filter_query, similarity_threshold=None if self.multi_vector else similarity_threshold,
-            oversample=oversample, with_tokens=self.multi_vector,
+            vector,
+            k=k,
+            num_candidates=candidates,
+            filter_query=filter_query,
+            similarity_threshold=None if self.multi_vector else similarity_threshold,
+            oversample=oversample,
+            with_tokens=self.multi_vector,
         )
         if text is None:
             response = self.client.search(index=self.index, **body)
@@ -350,7 +411,7 @@ class ElasticsearchBackend:
         padded = np.full((len(tokens), width, self.dim), 0.0, dtype=np.float32)
         for row, t in enumerate(tokens):  # pad by repeating a real token: max over tokens is unchanged
             padded[row, : t.shape[0]] = t
-            padded[row, t.shape[0]:] = t[0]
+            padded[row, t.shape[0] :] = t[0]
         scores = maxsim(q, padded)
         order = np.argsort(-scores, kind="stable")
         hits = [self._hit(raw_hits[i], float(scores[i])) for i in order]

@@ -83,7 +83,12 @@ class RecordEncoder:
         else:
             embedding = np.asarray(source[VECTOR_FIELD], dtype=np.float32)
         return IndexRecord(
-            doc_id, embedding, source.get("text"), source.get("image"), dict(source.get("meta") or {}), source.get("content_hash")
+            doc_id,
+            embedding,
+            source.get("text"),
+            source.get("image"),
+            dict(source.get("meta") or {}),
+            source.get("content_hash"),
         )
 
 
@@ -113,7 +118,9 @@ def write_records(
     def docs() -> Iterator[Doc]:
         for record in records:
             if not isinstance(record, IndexRecord):
-                report.failed.append((str(getattr(record, "id", record))[:200], f"not an IndexRecord: {type(record).__name__}"))
+                report.failed.append(
+                    (str(getattr(record, "id", record))[:200], f"not an IndexRecord: {type(record).__name__}")
+                )
                 continue
             try:
                 body = json.dumps(encoder.source(record), ensure_ascii=False, allow_nan=False)
@@ -122,9 +129,16 @@ def write_records(
                 continue
             yield Doc(record.id, body, record.content_hash)
 
-    sender = BulkSender(client, index, settings, deadline=deadline or Deadline(None), where=where or index,
-                        request_timeout=request_timeout, refresh=refresh,
-                        on_outcome=bar.update if bar is not None else None)
+    sender = BulkSender(
+        client,
+        index,
+        settings,
+        deadline=deadline or Deadline(None),
+        where=where or index,
+        request_timeout=request_timeout,
+        refresh=refresh,
+        on_outcome=bar.update if bar is not None else None,
+    )
     try:
         sender.send(docs(), report)
     finally:
@@ -134,5 +148,3 @@ def write_records(
         bounded_refresh = sender.deadline.timeout(request_timeout)
         client.options(request_timeout=bounded_refresh).indices.refresh(index=index)
     return report
-
-

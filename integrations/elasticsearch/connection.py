@@ -105,7 +105,9 @@ def split_basic_auth(value: Any) -> tuple[str, str]:
         return user, password
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, str) for v in value):
         return value[0], value[1]
-    raise ValueError(f"basic_auth must be a (user, password) pair or a 'user:password' string, got a {type(value).__name__}")
+    raise ValueError(
+        f"basic_auth must be a (user, password) pair or a 'user:password' string, got a {type(value).__name__}"
+    )
 
 
 def long_running(client: Any) -> Any:
@@ -162,6 +164,8 @@ def check_connection(client: Any, where: str) -> None:
             "username/password (ELASTICSEARCH_API_KEY, ELASTICSEARCH_USERNAME, ELASTICSEARCH_PASSWORD)"
         ) from exc
     except AuthorizationException as exc:
-        raise ElasticsearchConnectionError(f"Elasticsearch at {where}: permission denied (HTTP 403): {exc.message}") from exc
+        raise ElasticsearchConnectionError(
+            f"Elasticsearch at {where}: permission denied (HTTP 403): {exc.message}"
+        ) from exc
     except TransportConnectionError as exc:
         raise ElasticsearchConnectionError(f"cannot reach Elasticsearch at {where}: {exc.message}") from exc

@@ -22,7 +22,9 @@ MATCH_NONE: dict[str, Any] = {"bool": {"must_not": {"match_all": {}}}}
 _RANGE = {">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
 
 
-def to_es_query(filters: dict[str, Any] | None, meta_prefix: str = "", text_field: str | None = "content.keyword") -> dict[str, Any] | None:
+def to_es_query(
+    filters: dict[str, Any] | None, meta_prefix: str = "", text_field: str | None = "content.keyword"
+) -> dict[str, Any] | None:
     """The ES query for a Haystack filter (None for no filter). Raises FilterError on bad input."""
     canonical = normalize_filters(filters)
     return None if canonical is None else _node(canonical, meta_prefix, text_field)
@@ -33,8 +35,10 @@ def es_field(field: str, meta_prefix: str, text_field: str | None) -> str:
         return "_id"
     if field == "content":
         if text_field is None:
-            raise FilterError("this Elasticsearch index has no exact (keyword) copy of `content`: filtering on content "
-                              "is not supported on it (indexes ret2 creates since layout v2 have one)")
+            raise FilterError(
+                "this Elasticsearch index has no exact (keyword) copy of `content`: filtering on content "
+                "is not supported on it (indexes ret2 creates since layout v2 have one)"
+            )
         return text_field
     if field.startswith("meta."):
         return f"{meta_prefix}{field[5:]}"

@@ -29,8 +29,9 @@ from .mapping import TOKENS_FIELD, VECTOR_FIELD
 
 IMAGE_FIELD = "file_path"
 # top-level fields that are not meta keys (Haystack's Document fields + ours)
-RESERVED = frozenset({"id", "content", VECTOR_FIELD, "blob", "score", "sparse_embedding", TOKENS_FIELD,
-                      "content_hash", IMAGE_FIELD})
+RESERVED = frozenset(
+    {"id", "content", VECTOR_FIELD, "blob", "score", "sparse_embedding", TOKENS_FIELD, "content_hash", IMAGE_FIELD}
+)
 
 
 def meta_of(source: dict[str, Any]) -> dict[str, Any]:
@@ -65,7 +66,9 @@ class LayoutEncoder(RecordEncoder):
             doc["blob"] = {"data": list(blob["data"]), "mime_type": blob["mime_type"], "meta": blob["meta"]}
         if record.embedding is None:
             return doc
-        vector = prepare_embedding(record.embedding, dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity)
+        vector = prepare_embedding(
+            record.embedding, dim=self.dim, multi_vector=self.multi_vector, similarity=self.similarity
+        )
         if self.multi_vector:
             doc[TOKENS_FIELD] = encode_tokens(vector)
             doc[VECTOR_FIELD] = pooled(vector).tolist()
@@ -85,6 +88,17 @@ class LayoutEncoder(RecordEncoder):
             extra["embedding"] = source[VECTOR_FIELD]
         blob = source.get("blob")
         if isinstance(blob, dict) and blob.get("data") is not None:
-            extra["blob"] = {"data": bytes(blob["data"]), "mime_type": blob.get("mime_type"), "meta": blob.get("meta") or {}}
-        return IndexRecord(doc_id, embedding, source.get("content"), source.get(IMAGE_FIELD), meta_of(source),
-                           source.get("content_hash"), extra or None)
+            extra["blob"] = {
+                "data": bytes(blob["data"]),
+                "mime_type": blob.get("mime_type"),
+                "meta": blob.get("meta") or {},
+            }
+        return IndexRecord(
+            doc_id,
+            embedding,
+            source.get("content"),
+            source.get(IMAGE_FIELD),
+            meta_of(source),
+            source.get("content_hash"),
+            extra or None,
+        )

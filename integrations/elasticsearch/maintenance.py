@@ -72,8 +72,9 @@ def copy_index(client: Any, source: str, dest: str, *, chunk_size: int = 500) ->
     from elasticsearch.helpers import bulk, scan
 
     try:
-        done = long_running(client).reindex(source={"index": source}, dest={"index": dest}, wait_for_completion=True,
-                                            refresh=True, timeout="10m")
+        done = long_running(client).reindex(
+            source={"index": source}, dest={"index": dest}, wait_for_completion=True, refresh=True, timeout="10m"
+        )
     except Exception as exc:  # noqa: BLE001 - only the missing-endpoint case is handled
         if not _missing_endpoint(exc):
             raise
@@ -126,21 +127,37 @@ def reindex(backend: Any, new_index: str, *, alias: str | None = None, **mapping
     if backend.client.indices.exists(index=new_index):
         raise ValueError(f"Elasticsearch index {new_index!r} already exists; reindex needs a new name")
     backend._refresh_if_dirty(force=True)
-    body = mp.build_index_body(dim=backend.dim, multi_vector=backend.multi_vector, similarity=backend.similarity,
-                               info=backend.info, **mapping_options)
+    body = mp.build_index_body(
+        dim=backend.dim,
+        multi_vector=backend.multi_vector,
+        similarity=backend.similarity,
+        info=backend.info,
+        **mapping_options,
+    )
     create_index(backend.client, new_index, body)
     if backend._v1:  # layout v1 -> v2: documents change shape, so they are decoded and re-encoded here
         from elasticsearch.helpers import scan
 
         target_layout = read_layout(backend.client, new_index)
         assert target_layout is not None
-        target = type(backend)(backend.client, new_index, target_layout, where=backend._where, bulk=backend._bulk,
-                               refresh=True, connection={**backend._connection, "client": backend.client})
-        hits = scan(backend.client, index=backend.index, query={"query": {"match_all": {}}}, size=backend._bulk.chunk_size)
+        target = type(backend)(
+            backend.client,
+            new_index,
+            target_layout,
+            where=backend._where,
+            bulk=backend._bulk,
+            refresh=True,
+            connection={**backend._connection, "client": backend.client},
+        )
+        hits = scan(
+            backend.client, index=backend.index, query={"query": {"match_all": {}}}, size=backend._bulk.chunk_size
+        )
         report = target.add(backend._encoder.record(h["_id"], h["_source"]) for h in hits)
         if report.failed:
-            raise RuntimeError(f"reindex {backend.index!r} -> {new_index!r}: {len(report.failed)} documents failed, "
-                               f"first: {report.failed[0]}")
+            raise RuntimeError(
+                f"reindex {backend.index!r} -> {new_index!r}: {len(report.failed)} documents failed, "
+                f"first: {report.failed[0]}"
+            )
     else:
         copy_index(backend.client, backend.index, new_index, chunk_size=backend._bulk.chunk_size)
     if alias:
@@ -150,9 +167,16 @@ def reindex(backend: Any, new_index: str, *, alias: str | None = None, **mapping
         backend.client.indices.update_aliases(actions=actions)
     layout = read_layout(backend.client, new_index)
     assert layout is not None
-    return type(backend)(backend.client, new_index, layout, where=backend._where, bulk=backend._bulk,
-                         refresh=backend._refresh, progress=backend._progress,
-                         connection={**backend._connection, "client": backend.client})
+    return type(backend)(
+        backend.client,
+        new_index,
+        layout,
+        where=backend._where,
+        bulk=backend._bulk,
+        refresh=backend._refresh,
+        progress=backend._progress,
+        connection={**backend._connection, "client": backend.client},
+    )
 
 
 def recreate(backend: Any) -> None:

@@ -92,7 +92,11 @@ def build_index_body(
         "index": True,
         "similarity": ES_SIMILARITY[similarity],
         "index_options": index_options(
-            index_type, m=m, ef_construction=ef_construction, confidence_interval=confidence_interval, oversample=oversample
+            index_type,
+            m=m,
+            ef_construction=ef_construction,
+            confidence_interval=confidence_interval,
+            oversample=oversample,
         ),
     }
     properties: dict[str, Any] = {
@@ -134,10 +138,14 @@ def describe_mapping(name: str, mapping: dict[str, Any]) -> dict[str, Any]:
     properties = mapping.get("properties", {})
     vector = properties.get(VECTOR_FIELD)
     if not vector or vector.get("type") != "dense_vector":
-        raise IndexMismatchError(f"Elasticsearch index {name!r} has no dense_vector field {VECTOR_FIELD!r}: not a ret2 index")
+        raise IndexMismatchError(
+            f"Elasticsearch index {name!r} has no dense_vector field {VECTOR_FIELD!r}: not a ret2 index"
+        )
     ours = mapping.get("_meta", {}).get("ret2", {})
     es_similarity = vector.get("similarity")
-    similarity = ours.get("similarity") or {"cosine": "cosine", "dot_product": "dot_product"}.get(es_similarity, es_similarity)
+    similarity = ours.get("similarity") or {"cosine": "cosine", "dot_product": "dot_product"}.get(
+        es_similarity, es_similarity
+    )
     return {
         "dim": int(vector["dims"]),
         "multi_vector": bool(ours.get("multi_vector", TOKENS_FIELD in properties)),
@@ -152,7 +160,8 @@ def describe_mapping(name: str, mapping: dict[str, Any]) -> dict[str, Any]:
         "meta_prefix": "meta." if _is_v1(ours, properties) else "",
         # exact filters on `content` need its keyword copy (layout v2); None: refused with FilterError
         "content_filter_field": "content.keyword"
-        if properties.get("content", {}).get("fields", {}).get("keyword", {}).get("type") == "keyword" else None,
+        if properties.get("content", {}).get("fields", {}).get("keyword", {}).get("type") == "keyword"
+        else None,
     }
 
 
@@ -174,6 +183,7 @@ def check_compatible(name: str, found: dict[str, Any], *, dim: int | None, multi
         problems.append(f"similarity {found['similarity']!r} (asked for {similarity!r})")
     if problems:
         raise IndexMismatchError(
-            f"Elasticsearch index {name!r} was built with " + ", ".join(problems)
+            f"Elasticsearch index {name!r} was built with "
+            + ", ".join(problems)
             + "; refusing to write into it. Use another index name, or `reindex` into a new one."
         )

@@ -117,8 +117,18 @@ def api_reason(error: Any) -> str:
 class BulkSender:
     """Sends chunks of `Doc`s to one index and records every document's outcome in a WriteReport."""
 
-    def __init__(self, client: Any, index: str, settings: BulkSettings, *, deadline: Deadline, where: str,
-                 request_timeout: float | None = 30.0, refresh: bool | str = False, on_outcome: Any = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        index: str,
+        settings: BulkSettings,
+        *,
+        deadline: Deadline,
+        where: str,
+        request_timeout: float | None = 30.0,
+        refresh: bool | str = False,
+        on_outcome: Any = None,
+    ) -> None:
         self.client = client
         self.index = index
         self.settings = settings
@@ -166,11 +176,18 @@ class BulkSender:
                     raise ElasticsearchUnavailable(f"Elasticsearch at {self.where} stopped answering: {last}", report)
                 return
             if attempt:
-                self._sleep(min(self.settings.max_backoff, self.settings.initial_backoff * 2 ** (attempt - 1)), pending, in_doubt, report)
+                self._sleep(
+                    min(self.settings.max_backoff, self.settings.initial_backoff * 2 ** (attempt - 1)),
+                    pending,
+                    in_doubt,
+                    report,
+                )
             attempt += 1
             try:
                 client = bounded(self.client, self.deadline, self.request_timeout)
-                response = client.bulk(operations=self._operations(pending), refresh=self.refresh if self.refresh == "wait_for" else None)
+                response = client.bulk(
+                    operations=self._operations(pending), refresh=self.refresh if self.refresh == "wait_for" else None
+                )
             except DeadlineExceeded:
                 self._expire(pending, in_doubt, report)
             except (AuthenticationException, AuthorizationException) as exc:
@@ -202,7 +219,13 @@ class BulkSender:
                 in_doubt.update(d.id for d in pending)
                 sent = len(pending)
                 pending = self._reconcile(pending, in_doubt, report)
-                log.debug("bulk of %d docs: %s; %d confirmed by mget, %d to resend", sent, last, sent - len(pending), len(pending))
+                log.debug(
+                    "bulk of %d docs: %s; %d confirmed by mget, %d to resend",
+                    sent,
+                    last,
+                    sent - len(pending),
+                    len(pending),
+                )
             else:
                 retry = []
                 for doc, item in zip(pending, response["items"]):
@@ -228,7 +251,9 @@ class BulkSender:
 
         try:
             client = bounded(self.client, self.deadline, self.request_timeout)
-            found = client.mget(index=self.index, ids=[d.id for d in pending], source_includes=["content_hash"], realtime=True)
+            found = client.mget(
+                index=self.index, ids=[d.id for d in pending], source_includes=["content_hash"], realtime=True
+            )
         except (TransportError, DeadlineExceeded):
             return pending
         except Exception:  # noqa: BLE001 - an API error on the lookup: resending is safe (upsert)
@@ -257,7 +282,8 @@ class BulkSender:
         for doc in pending:  # not sent, or sent without an answer: neither is a known failure
             report.unknown.append((doc.id, why if doc.id in in_doubt else f"not sent: {why}"))
         raise DeadlineExceeded(
-            f"{self.deadline.describe()} passed while writing to Elasticsearch index {self.index!r} at {self.where}", report
+            f"{self.deadline.describe()} passed while writing to Elasticsearch index {self.index!r} at {self.where}",
+            report,
         )
 
     def _sleep(self, seconds: float, pending: list[Doc], in_doubt: set[str], report: WriteReport) -> None:

@@ -12,4 +12,12 @@ from .backend import SIMILARITIES, FaissBackend
 from .factory import default_index_type
 from .files import ConcurrentWriteError, IndexCorruptedError
 
-__all__ = ["ConcurrentWriteError", "FaissBackend", "IndexCorruptedError", "SIMILARITIES", "default_index_type", "files", "gpu"]
+__all__ = [
+    "ConcurrentWriteError",
+    "FaissBackend",
+    "IndexCorruptedError",
+    "SIMILARITIES",
+    "default_index_type",
+    "files",
+    "gpu",
+]

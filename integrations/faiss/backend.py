@@ -44,7 +44,14 @@ class FaissBackend(FaissReads):
 
     name: ClassVar[str] = "faiss"
 
-    def __init__(self, directory: Path, manifest: dict[str, Any], index: faiss.Index, store: PayloadStore, options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        manifest: dict[str, Any],
+        index: faiss.Index,
+        store: PayloadStore,
+        options: dict[str, Any],
+    ) -> None:
         self.directory = directory
         self.dim: int = manifest["dim"]
         self.multi_vector: bool = manifest["multi_vector"]
@@ -86,9 +93,18 @@ class FaissBackend(FaissReads):
     # --- opening -------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, location: str, *, dim: int | None = None, multi_vector: bool = False, similarity: str = "cosine",
-             info: dict[str, Any] | None = None, index_type: str | None = None, train_min: int | None = None,
-             **options: Any) -> FaissBackend:
+    def open(
+        cls,
+        location: str,
+        *,
+        dim: int | None = None,
+        multi_vector: bool = False,
+        similarity: str = "cosine",
+        info: dict[str, Any] | None = None,
+        index_type: str | None = None,
+        train_min: int | None = None,
+        **options: Any,
+    ) -> FaissBackend:
         """Create the index directory `location` (needs `dim`) or reopen it (checking it fits).
 
         Options: `ef_search`, `nprobe` (search knobs, saved), `exact_threshold`, `refine_factor`,
@@ -105,8 +121,9 @@ class FaissBackend(FaissReads):
         return backend
 
     @staticmethod
-    def _load(directory: Path, dim: int | None, multi_vector: bool, similarity: str,
-              index_type: str | None) -> tuple[dict[str, Any], faiss.Index, PayloadStore] | None:
+    def _load(
+        directory: Path, dim: int | None, multi_vector: bool, similarity: str, index_type: str | None
+    ) -> tuple[dict[str, Any], faiss.Index, PayloadStore] | None:
         """The saved generation (manifest, index, payload store), checked; None if there is no index."""
         for attempt in range(3):  # a concurrent save may replace the files between our reads: retry
             manifest = files.read_manifest(directory)
@@ -126,21 +143,40 @@ class FaissBackend(FaissReads):
         raise AssertionError("unreachable")
 
     @classmethod
-    def _create(cls, directory: Path, dim: int | None, multi_vector: bool, similarity: str, info: dict[str, Any] | None,
-                index_type: str | None, train_min: int | None, options: dict[str, Any]) -> FaissBackend:
+    def _create(
+        cls,
+        directory: Path,
+        dim: int | None,
+        multi_vector: bool,
+        similarity: str,
+        info: dict[str, Any] | None,
+        index_type: str | None,
+        train_min: int | None,
+        options: dict[str, Any],
+    ) -> FaissBackend:
         if dim is None:
             raise IndexNotFoundError(f"FAISS index {directory} does not exist; pass dim= to create it")
         if not isinstance(dim, int) or dim <= 0:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
         if similarity not in SIMILARITIES:
-            raise ValueError(f"similarity {similarity!r} is not supported by the faiss backend; use one of {SIMILARITIES}")
+            raise ValueError(
+                f"similarity {similarity!r} is not supported by the faiss backend; use one of {SIMILARITIES}"
+            )
         requested = index_type or factory.AUTO
         if requested != factory.AUTO:
             factory.validate_index_type(requested, dim)
         json.dumps(info or {})  # fail now, not at the first save, if info cannot be saved
         active = factory.FLAT if requested == factory.AUTO or factory.min_train_size(requested) else requested
-        manifest = {"dim": dim, "multi_vector": multi_vector, "similarity": similarity, "index_type": requested,
-                    "active_index": active, "generation": -1, "info": dict(info or {}), "train_min": train_min}
+        manifest = {
+            "dim": dim,
+            "multi_vector": multi_vector,
+            "similarity": similarity,
+            "index_type": requested,
+            "active_index": active,
+            "generation": -1,
+            "info": dict(info or {}),
+            "train_min": train_min,
+        }
         backend = cls(directory, manifest, factory.build_index(active, dim), PayloadStore.create(dim), options)
         directory.mkdir(parents=True, exist_ok=True)
         backend.persist()  # the directory is a valid (empty) index from now on
@@ -249,8 +285,14 @@ class FaissBackend(FaissReads):
 
     def _maybe_upgrade(self) -> None:
         target = self._target_type()
-        auto_downgrade = self.index_type == factory.AUTO and factory.tier(target) <= factory.tier(self.active_index_type)
-        if target != self.active_index_type and not auto_downgrade and self.store.total_vectors() >= self._train_min(target):
+        auto_downgrade = self.index_type == factory.AUTO and factory.tier(target) <= factory.tier(
+            self.active_index_type
+        )
+        if (
+            target != self.active_index_type
+            and not auto_downgrade
+            and self.store.total_vectors() >= self._train_min(target)
+        ):
             self._rebuild(target)
         else:
             self._maybe_compact()
@@ -301,21 +343,41 @@ class FaissBackend(FaissReads):
                     )
                 self._reload()  # nothing of ours to save: catch up instead of overwriting the newer save
                 return
-            if on_disk is not None and not self._dirty and (on_disk.get("ef_search"), on_disk.get("nprobe"), on_disk.get(
-                    "train_min")) == (self.settings.ef_search, self.settings.nprobe, self.train_min):
+            if (
+                on_disk is not None
+                and not self._dirty
+                and (on_disk.get("ef_search"), on_disk.get("nprobe"), on_disk.get("train_min"))
+                == (self.settings.ef_search, self.settings.nprobe, self.train_min)
+            ):
                 return  # nothing new: a new generation would only make other writers' saves conflict
             generation = max(self.generation, on_disk["generation"] if on_disk else -1) + 1
             index_file, payload_file = files.index_name(generation), files.payload_name(generation)
-            checksums = {index_file: files.write_index(self.index, self.directory / index_file),
-                         payload_file: files.write_payload(self.store.db, self.directory / payload_file)}
-            files.write_manifest(self.directory, {
-                "format": files.FORMAT, "generation": generation, "dim": self.dim, "multi_vector": self.multi_vector,
-                "similarity": self.similarity, "index_type": self.index_type, "active_index": self.active_index_type,
-                "info": self._info, "train_min": self.train_min, "ef_search": self.settings.ef_search,
-                "nprobe": self.settings.nprobe, "n_docs": self._n_docs, "n_vectors": int(self.index.ntotal),
-                "n_tombstones": len(self._tombstones), "index_file": index_file, "payload_file": payload_file,
-                "checksums": checksums,
-            })
+            checksums = {
+                index_file: files.write_index(self.index, self.directory / index_file),
+                payload_file: files.write_payload(self.store.db, self.directory / payload_file),
+            }
+            files.write_manifest(
+                self.directory,
+                {
+                    "format": files.FORMAT,
+                    "generation": generation,
+                    "dim": self.dim,
+                    "multi_vector": self.multi_vector,
+                    "similarity": self.similarity,
+                    "index_type": self.index_type,
+                    "active_index": self.active_index_type,
+                    "info": self._info,
+                    "train_min": self.train_min,
+                    "ef_search": self.settings.ef_search,
+                    "nprobe": self.settings.nprobe,
+                    "n_docs": self._n_docs,
+                    "n_vectors": int(self.index.ntotal),
+                    "n_tombstones": len(self._tombstones),
+                    "index_file": index_file,
+                    "payload_file": payload_file,
+                    "checksums": checksums,
+                },
+            )
             self.generation = generation
             self._dirty = False
             self._manifest_stat = files.manifest_stamp(self.directory)
@@ -370,4 +432,3 @@ class FaissBackend(FaissReads):
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"FAISS index {self.directory} is closed")
-

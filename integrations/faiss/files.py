@@ -112,7 +112,13 @@ def _writing(tmp: Path, final: Path) -> Iterator[None]:
             tmp.unlink(missing_ok=True)
         if isinstance(exc, (OSError, RuntimeError, sqlite3.Error)) and not isinstance(exc, IndexStorageError):
             lines = str(exc).strip().splitlines()
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else lines[-1] if lines else type(exc).__name__
+            reason = (
+                exc.strerror
+                if isinstance(exc, OSError) and exc.strerror
+                else lines[-1]
+                if lines
+                else type(exc).__name__
+            )
             raise IndexWriteError(f"saving {final} failed ({reason}); the previous saved generation is intact") from exc
         raise
 
@@ -176,7 +182,9 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
     """The manifest, or None if the directory holds no index. Raises IndexCorruptedError if damaged."""
     path = directory / MANIFEST
     if not path.exists():
-        leftovers = [p.name for p in directory.iterdir() if _GENERATION_FILE.match(p.name)] if directory.is_dir() else []
+        leftovers = (
+            [p.name for p in directory.iterdir() if _GENERATION_FILE.match(p.name)] if directory.is_dir() else []
+        )
         if leftovers:
             raise IndexCorruptedError(
                 f"{directory} holds FAISS index files {sorted(leftovers)} but no {MANIFEST}; it is damaged "
@@ -189,7 +197,11 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
         raise IndexCorruptedError(f"{path} is unreadable or not valid JSON: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise IndexCorruptedError(f"{path} is not a ret2 FAISS manifest (expected format {FORMAT!r})")
-    missing = [k for k in ("dim", "multi_vector", "similarity", "generation", "index_file", "payload_file") if k not in manifest]
+    missing = [
+        k
+        for k in ("dim", "multi_vector", "similarity", "generation", "index_file", "payload_file")
+        if k not in manifest
+    ]
     if missing:
         raise IndexCorruptedError(f"{path} lacks the keys {missing}")
     if "manifest_sha256" in manifest and manifest["manifest_sha256"] != _manifest_digest(manifest):

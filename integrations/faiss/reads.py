@@ -58,10 +58,19 @@ class FaissReads:
                 pool = (pool[0][pool[1] > 0], pool[1][pool[1] > 0])
             search_index, on_gpu = self._device_index()
             ranked = search(
-                q, top_k=top_k, index=self.index, search_index=search_index, on_gpu=on_gpu,
-                index_type=self.active_index_type, store=self.store, multi_vector=self.multi_vector, pool=pool,
-                pool_size=len(pool[0]) if pool is not None else self._n_docs, total=self._n_docs,
-                tombstone_selector=self._tombstone_selector(), settings=self.settings,
+                q,
+                top_k=top_k,
+                index=self.index,
+                search_index=search_index,
+                on_gpu=on_gpu,
+                index_type=self.active_index_type,
+                store=self.store,
+                multi_vector=self.multi_vector,
+                pool=pool,
+                pool_size=len(pool[0]) if pool is not None else self._n_docs,
+                total=self._n_docs,
+                tombstone_selector=self._tombstone_selector(),
+                settings=self.settings,
             )
             rows = self.store.rows([k for k, _ in ranked])
             return [SearchHit(rows[k]["id"], s, rows[k]["text"], rows[k]["image"], rows[k]["meta"]) for k, s in ranked]
@@ -97,7 +106,9 @@ class FaissReads:
                 if doc_id in found:
                     r = rows[found[doc_id][0]]
                     vec = None if r["ntok"] == 0 else (r["vec"] if self.multi_vector else r["vec"][0]).copy()
-                    out.append(IndexRecord(r["id"], vec, r["text"], r["image"], r["meta"], r["content_hash"], r["extra"]))
+                    out.append(
+                        IndexRecord(r["id"], vec, r["text"], r["image"], r["meta"], r["content_hash"], r["extra"])
+                    )
             return out
 
     def ids(self, filters: dict[str, Any] | None = None) -> list[str]:

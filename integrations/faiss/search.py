@@ -50,7 +50,9 @@ def score_exact(query: np.ndarray, keys: np.ndarray, store: PayloadStore, multi_
     return scores
 
 
-def exact(query: np.ndarray, keys: np.ndarray, store: PayloadStore, multi_vector: bool, top_k: int) -> list[tuple[int, float]]:
+def exact(
+    query: np.ndarray, keys: np.ndarray, store: PayloadStore, multi_vector: bool, top_k: int
+) -> list[tuple[int, float]]:
     """Brute-force ranking of the pool `keys`."""
     if len(keys) == 0:
         return []
@@ -66,8 +68,15 @@ def widen_for_filter(settings: SearchSettings, fraction: float) -> SearchSetting
     return replace(settings, ef_search=int(settings.ef_search * boost), nprobe=int(settings.nprobe * boost))
 
 
-def _run(index: faiss.Index, index_type: str, queries: np.ndarray, k: int, settings: SearchSettings,
-         sel: faiss.IDSelector | None, on_gpu: bool) -> tuple[np.ndarray, np.ndarray]:
+def _run(
+    index: faiss.Index,
+    index_type: str,
+    queries: np.ndarray,
+    k: int,
+    settings: SearchSettings,
+    sel: faiss.IDSelector | None,
+    on_gpu: bool,
+) -> tuple[np.ndarray, np.ndarray]:
     k = max(1, min(k, index.ntotal, 2048 if on_gpu else index.ntotal))  # GPU k-selection caps at 2048
     params = search_parameters(index_type, ef_search=max(settings.ef_search, k), nprobe=settings.nprobe, sel=sel)
     if on_gpu and family(index_type) != "ivf":

@@ -102,7 +102,9 @@ class PayloadStore:
         found: dict[str, tuple[int, int]] = {}
         for chunk in _chunks(list(ids)):
             marks = ",".join("?" * len(chunk))
-            for doc_id, key, ntok in self.db.execute(f"SELECT id, key, ntok FROM docs WHERE id IN ({marks})", list(chunk)):
+            for doc_id, key, ntok in self.db.execute(
+                f"SELECT id, key, ntok FROM docs WHERE id IN ({marks})", list(chunk)
+            ):
                 found[doc_id] = (key, ntok)
         return found
 
@@ -121,8 +123,15 @@ class PayloadStore:
         for chunk in _chunks([int(k) for k in keys]):
             marks = ",".join("?" * len(chunk))
             for row in self.db.execute(f"SELECT {cols} FROM docs WHERE key IN ({marks})", list(chunk)):
-                item = {"id": row[1], "text": row[2], "image": row[3], "meta": json.loads(row[4]), "content_hash": row[5],
-                        "ntok": row[6], "extra": extra_from_json(row[7])}
+                item = {
+                    "id": row[1],
+                    "text": row[2],
+                    "image": row[3],
+                    "meta": json.loads(row[4]),
+                    "content_hash": row[5],
+                    "ntok": row[6],
+                    "extra": extra_from_json(row[7]),
+                }
                 if with_vectors:
                     item["vec"] = self._decode(row[8], row[6])
                 out[row[0]] = item
@@ -133,7 +142,9 @@ class PayloadStore:
         out: dict[int, np.ndarray] = {}
         for chunk in _chunks([int(k) for k in keys]):
             marks = ",".join("?" * len(chunk))
-            for key, ntok, blob in self.db.execute(f"SELECT key, ntok, vec FROM docs WHERE key IN ({marks})", list(chunk)):
+            for key, ntok, blob in self.db.execute(
+                f"SELECT key, ntok, vec FROM docs WHERE key IN ({marks})", list(chunk)
+            ):
                 out[key] = self._decode(blob, ntok)
         return out
 
@@ -168,15 +179,22 @@ class PayloadStore:
             return self._matching_in_python(canonical)
         for path, types in hazards:
             marks = ",".join("?" * len(types))
-            if self.db.execute(f"SELECT EXISTS(SELECT 1 FROM docs WHERE json_type(meta, ?) IN ({marks}))", [path, *types]).fetchone()[0]:
+            if self.db.execute(
+                f"SELECT EXISTS(SELECT 1 FROM docs WHERE json_type(meta, ?) IN ({marks}))", [path, *types]
+            ).fetchone()[0]:
                 return self._matching_in_python(canonical)  # `matches` may raise on those rows: let it
         rows = self.db.execute(f"SELECT key, ntok FROM docs WHERE {where} ORDER BY key", params).fetchall()
         arr = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
         return arr[:, 0], arr[:, 1]
 
     def _matching_in_python(self, canonical: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        rows = [(key, ntok) for key, ntok, meta, doc_id, text in self.db.execute("SELECT key, ntok, meta, id, text FROM docs ORDER BY key")
-                if matches(canonical, json.loads(meta), id=doc_id, content=text)]
+        rows = [
+            (key, ntok)
+            for key, ntok, meta, doc_id, text in self.db.execute(
+                "SELECT key, ntok, meta, id, text FROM docs ORDER BY key"
+            )
+            if matches(canonical, json.loads(meta), id=doc_id, content=text)
+        ]
         arr = np.asarray(rows, dtype=np.int64).reshape(-1, 2)
         return arr[:, 0], arr[:, 1]
 
@@ -185,12 +203,16 @@ class PayloadStore:
 
     # --- writes (inside the caller's transaction: `with store.db:`) -----------------------------
 
-    def upsert(self, rows: Sequence[tuple[int, str, str | None, str | None, str, str | None, np.ndarray, str | None]]) -> None:
+    def upsert(
+        self, rows: Sequence[tuple[int, str, str | None, str | None, str, str | None, np.ndarray, str | None]]
+    ) -> None:
         """rows: (key, id, text, image, meta_json, content_hash, vectors [ntok, dim], extra_json)."""
         self.db.executemany(
             "INSERT OR REPLACE INTO docs (key, id, text, image, meta, content_hash, ntok, vec, extra) VALUES (?,?,?,?,?,?,?,?,?)",
-            [(k, i, t, im, m, h, int(v.shape[0]), np.ascontiguousarray(v, np.float32).tobytes(), x)
-             for k, i, t, im, m, h, v, x in rows],
+            [
+                (k, i, t, im, m, h, int(v.shape[0]), np.ascontiguousarray(v, np.float32).tobytes(), x)
+                for k, i, t, im, m, h, v, x in rows
+            ],
         )
 
     def delete(self, keys: Sequence[int]) -> None:

@@ -9,7 +9,12 @@ import faiss
 import numpy as np
 
 from ret2_plugin.index import (
-    IndexMismatchError, IndexRecord, check_meta, check_record_fields, extra_to_json, prepare_embedding,
+    IndexMismatchError,
+    IndexRecord,
+    check_meta,
+    check_record_fields,
+    extra_to_json,
+    prepare_embedding,
 )
 
 from .files import IndexCorruptedError
@@ -66,13 +71,21 @@ def check_consistency(directory: Path, manifest: dict[str, Any], index: faiss.In
         if missing:
             problems.append(f"{missing} stored vectors are missing from the index")
         if extra != manifest.get("n_tombstones", 0):
-            problems.append(f"the index holds {extra} vectors of no stored document, manifest says {manifest.get('n_tombstones', 0)}")
+            problems.append(
+                f"the index holds {extra} vectors of no stored document, manifest says {manifest.get('n_tombstones', 0)}"
+            )
     if problems:
         raise IndexCorruptedError(f"FAISS index {directory} is inconsistent: " + "; ".join(problems))
 
 
-def check_fits(directory: Path, manifest: dict[str, Any], dim: int | None, multi_vector: bool, similarity: str,
-                index_type: str | None) -> None:
+def check_fits(
+    directory: Path,
+    manifest: dict[str, Any],
+    dim: int | None,
+    multi_vector: bool,
+    similarity: str,
+    index_type: str | None,
+) -> None:
     """IndexMismatchError when an existing index was built for other vectors (checked when dim is given)."""
     if dim is not None:
         asked = {"dim": dim, "multi_vector": multi_vector, "similarity": similarity}

@@ -52,7 +52,9 @@ def _looks_like_secret(value: Any) -> bool:
 
 
 def deserialize_options(options: dict[str, Any] | None) -> dict[str, Any]:
-    return {key: Secret.from_dict(value) if _looks_like_secret(value) else value for key, value in (options or {}).items()}
+    return {
+        key: Secret.from_dict(value) if _looks_like_secret(value) else value for key, value in (options or {}).items()
+    }
 
 
 def resolve_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from functools import partial
 from typing import Any
 
 from haystack import component, default_from_dict, default_to_dict
-from haystack.utils import ComponentDevice
 from haystack.dataclasses import Document
+from haystack.utils import ComponentDevice
 from tqdm.auto import tqdm
 
 from ret2_plugin.integrations.haystack.device import as_device, device_from_dict, device_to_dict, torch_device

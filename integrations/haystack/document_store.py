@@ -68,7 +68,9 @@ def _haystack_filters(filters: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _raise_partial(report: Any, verb: str) -> None:
     """DocumentStoreError naming every document the backend refused or could not confirm (the others are done)."""
-    problems = list(report.failed) + [(doc_id, f"outcome unknown: {why}") for doc_id, why in getattr(report, "unknown", [])]
+    problems = list(report.failed) + [
+        (doc_id, f"outcome unknown: {why}") for doc_id, why in getattr(report, "unknown", [])
+    ]
     if problems:
         detail = "; ".join(f"{doc_id}: {reason}" for doc_id, reason in problems[:20])
         raise DocumentStoreError(f"{len(problems)} document(s) were not {verb} ({report.written} were): {detail}")
@@ -87,8 +89,14 @@ def document_to_record(doc: Document, similarity: str) -> IndexRecord:
     if doc.blob is not None:
         extra["blob"] = {"data": doc.blob.data, "mime_type": doc.blob.mime_type, "meta": dict(doc.blob.meta)}
     image = doc.meta.get("file_path")
-    return IndexRecord(id=doc.id, embedding=embedding, text=doc.content, image=str(image) if image is not None else None,
-                       meta=dict(doc.meta), extra=extra or None)
+    return IndexRecord(
+        id=doc.id,
+        embedding=embedding,
+        text=doc.content,
+        image=str(image) if image is not None else None,
+        meta=dict(doc.meta),
+        extra=extra or None,
+    )
 
 
 def record_to_document(record: IndexRecord, score: float | None = None) -> Document:
@@ -101,8 +109,14 @@ def record_to_document(record: IndexRecord, score: float | None = None) -> Docum
     if record.image is not None:
         meta.setdefault("file_path", record.image)
     return Document(
-        id=record.id, content=record.text, meta=meta, embedding=embedding, score=score,
-        blob=ByteStream(data=blob["data"], mime_type=blob.get("mime_type"), meta=blob.get("meta") or {}) if blob else None,
+        id=record.id,
+        content=record.text,
+        meta=meta,
+        embedding=embedding,
+        score=score,
+        blob=ByteStream(data=blob["data"], mime_type=blob.get("mime_type"), meta=blob.get("meta") or {})
+        if blob
+        else None,
     )
 
 
@@ -188,8 +202,12 @@ class ReT2DocumentStore:
 
     def to_dict(self) -> dict[str, Any]:
         return default_to_dict(
-            self, backend=self.backend, location=self.location, backend_options=serialize_options(self.backend_options),
-            embedding_dim=self.embedding_dim, similarity=self.similarity,
+            self,
+            backend=self.backend,
+            location=self.location,
+            backend_options=serialize_options(self.backend_options),
+            embedding_dim=self.embedding_dim,
+            similarity=self.similarity,
         )
 
     @classmethod
@@ -322,8 +340,14 @@ class ReT2DocumentStore:
     def get_metadata_field_min_max(self, metadata_field: str) -> dict[str, Any]:
         return metadata.min_max(self._metas(), metadata_field)
 
-    def get_metadata_field_unique_values(self, metadata_field: str, search_term: str | None = None, from_: int = 0,
-                                         size: int = 10, filters: dict[str, Any] | None = None) -> tuple[list[Any], int]:
+    def get_metadata_field_unique_values(
+        self,
+        metadata_field: str,
+        search_term: str | None = None,
+        from_: int = 0,
+        size: int = 10,
+        filters: dict[str, Any] | None = None,
+    ) -> tuple[list[Any], int]:
         """(a page of the distinct values, how many there are); `search_term`: case-insensitive substring."""
         return metadata.unique_values(self._metas(filters), metadata_field, search_term, from_, size)
 
@@ -338,7 +362,9 @@ class ReT2DocumentStore:
     async def filter_documents_async(self, filters: dict[str, Any] | None = None) -> list[Document]:
         return await self._in_thread(self.filter_documents, filters)
 
-    async def write_documents_async(self, documents: list[Document], policy: DuplicatePolicy = DuplicatePolicy.NONE) -> int:
+    async def write_documents_async(
+        self, documents: list[Document], policy: DuplicatePolicy = DuplicatePolicy.NONE
+    ) -> int:
         return await self._in_thread(self.write_documents, documents, policy)
 
     async def delete_documents_async(self, document_ids: list[str]) -> None:
@@ -356,7 +382,9 @@ class ReT2DocumentStore:
     async def count_documents_by_filter_async(self, filters: dict[str, Any]) -> int:
         return await self._in_thread(self.count_documents_by_filter, filters)
 
-    async def count_unique_metadata_by_filter_async(self, filters: dict[str, Any], metadata_fields: list[str]) -> dict[str, int]:
+    async def count_unique_metadata_by_filter_async(
+        self, filters: dict[str, Any], metadata_fields: list[str]
+    ) -> dict[str, int]:
         return await self._in_thread(self.count_unique_metadata_by_filter, filters, metadata_fields)
 
     async def get_metadata_fields_info_async(self) -> dict[str, dict[str, str]]:
@@ -365,6 +393,14 @@ class ReT2DocumentStore:
     async def get_metadata_field_min_max_async(self, metadata_field: str) -> dict[str, Any]:
         return await self._in_thread(self.get_metadata_field_min_max, metadata_field)
 
-    async def get_metadata_field_unique_values_async(self, metadata_field: str, search_term: str | None = None, from_: int = 0,
-                                                     size: int = 10, filters: dict[str, Any] | None = None) -> tuple[list[Any], int]:
-        return await self._in_thread(self.get_metadata_field_unique_values, metadata_field, search_term, from_, size, filters)
+    async def get_metadata_field_unique_values_async(
+        self,
+        metadata_field: str,
+        search_term: str | None = None,
+        from_: int = 0,
+        size: int = 10,
+        filters: dict[str, Any] | None = None,
+    ) -> tuple[list[Any], int]:
+        return await self._in_thread(
+            self.get_metadata_field_unique_values, metadata_field, search_term, from_, size, filters
+        )

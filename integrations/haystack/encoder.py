@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def load_single_vector_encoder(model: str, *, device: str | None, precision: str, image_workers: int | None = None) -> Any:
+def load_single_vector_encoder(
+    model: str, *, device: str | None, precision: str, image_workers: int | None = None
+) -> Any:
     """`ret2_plugin.load_encoder(model)`, refusing multi-vector models."""
     from ret2_plugin import load_encoder
     from ret2_plugin.search import is_multi_vector

@@ -46,8 +46,11 @@ def resolve_file_path(file_path: str | Path, root_path: str | Path | None = None
     try:
         return str(confine(raw, root_path, what="root_path"))
     except ImageLoadError as exc:
-        raise DocumentImageError(f"{raw!r}: {exc.reason} (resolves outside root_path)" if "escapes" in exc.reason
-                                 else f"{raw!r}: {exc.reason}") from exc
+        raise DocumentImageError(
+            f"{raw!r}: {exc.reason} (resolves outside root_path)"
+            if "escapes" in exc.reason
+            else f"{raw!r}: {exc.reason}"
+        ) from exc
 
 
 def load_image(source: Any) -> Image.Image:

@@ -52,8 +52,9 @@ def min_max(metas: Iterable[dict[str, Any]], field: str) -> dict[str, Any]:
         return {"min": None, "max": None}
 
 
-def unique_values(metas: Iterable[dict[str, Any]], field: str, search_term: str | None, from_: int,
-                  size: int) -> tuple[list[Any], int]:
+def unique_values(
+    metas: Iterable[dict[str, Any]], field: str, search_term: str | None, from_: int, size: int
+) -> tuple[list[Any], int]:
     key = meta_key(field)
     found: dict[tuple[str, str], Any] = {}
     for meta in metas:
@@ -63,4 +64,4 @@ def unique_values(metas: Iterable[dict[str, Any]], field: str, search_term: str 
         needle = search_term.lower()
         found = {k: v for k, v in found.items() if needle in str(v).lower()}
     ordered = sorted(found, key=lambda k: (str(found[k]), k[0]))
-    return [found[k] for k in ordered[from_:from_ + size]], len(ordered)
+    return [found[k] for k in ordered[from_ : from_ + size]], len(ordered)

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from haystack import component, default_from_dict, default_to_dict
-from haystack.utils import ComponentDevice
 from haystack.dataclasses import ByteStream, ImageContent
+from haystack.utils import ComponentDevice
 from PIL import Image
 
 from ret2_plugin.integrations.haystack.device import as_device, device_from_dict, device_to_dict, torch_device
@@ -62,7 +62,9 @@ class ReT2QueryEmbedder:
     def warm_up(self) -> None:
         """Load the encoder once (later calls do nothing)."""
         if self._encoder is None:
-            self._encoder = load_single_vector_encoder(self.model, device=torch_device(self.device), precision=self.precision)
+            self._encoder = load_single_vector_encoder(
+                self.model, device=torch_device(self.device), precision=self.precision
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return default_to_dict(
@@ -85,7 +87,9 @@ class ReT2QueryEmbedder:
         if text is not None and not isinstance(text, str):
             raise TypeError(f"text must be a string, got {type(text).__name__}; use ReT2DocumentEmbedder for Documents")
         if image is not None and not isinstance(image, (str, Path, Image.Image, ByteStream, ImageContent)):
-            raise TypeError(f"image must be an ImageContent, a path, a PIL image or a ByteStream, got {type(image).__name__}")
+            raise TypeError(
+                f"image must be an ImageContent, a path, a PIL image or a ByteStream, got {type(image).__name__}"
+            )
         text = text if text and text.strip() else None
         pil = as_pil(image) if image is not None else None
         if text is None and pil is None:
@@ -100,7 +104,9 @@ class ReT2QueryEmbedder:
         return value
 
     @component.output_types(embedding=list[float])
-    def run(self, text: str | None = None, image: ImageContent | str | Path | Image.Image | ByteStream | None = None) -> dict[str, Any]:
+    def run(
+        self, text: str | None = None, image: ImageContent | str | Path | Image.Image | ByteStream | None = None
+    ) -> dict[str, Any]:
         """Embed one query. `image` is Haystack's `ImageContent`, a path, a PIL image or a `ByteStream`.
 
         :returns: `embedding`: the query vector as a list of floats.

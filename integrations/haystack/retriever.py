@@ -24,16 +24,16 @@ from haystack.document_stores.types.filter_policy import apply_filter_policy
 from ret2_plugin import plugins
 from ret2_plugin.filters import normalize_filters
 from ret2_plugin.index import SearchHit
-from ret2_plugin.integrations.haystack.document_store import (
-    ReT2DocumentStore,
-    haystack_filter_errors,
-    record_to_document,
-)
 from ret2_plugin.integrations.haystack.backend_options import (
     check_options,
     deserialize_options,
     resolve_options,
     serialize_options,
+)
+from ret2_plugin.integrations.haystack.document_store import (
+    ReT2DocumentStore,
+    haystack_filter_errors,
+    record_to_document,
 )
 
 PUBLIC_MODULE = "haystack_integrations.components.retrievers.ret2"
@@ -126,8 +126,11 @@ class ReT2Retriever:
         if self.document_store is not None:
             where: dict[str, Any] = {"document_store": self.document_store.to_dict()}
         else:
-            where = {"backend": self.backend, "location": self.location,
-                     "backend_options": serialize_options(self.backend_options)}
+            where = {
+                "backend": self.backend,
+                "location": self.location,
+                "backend_options": serialize_options(self.backend_options),
+            }
         return default_to_dict(
             self,
             **where,
@@ -176,8 +179,10 @@ class ReT2Retriever:
             if not query:
                 raise ValueError("a hybrid ReT2Retriever needs the query text (`query` input) for its BM25 side")
             if "text" not in inspect.signature(self._index.search).parameters:
-                raise ValueError(f"the {type(self._index).__name__} index has no BM25: hybrid retrieval (query=) needs "
-                                 "a backend that supports it, e.g. elasticsearch")
+                raise ValueError(
+                    f"the {type(self._index).__name__} index has no BM25: hybrid retrieval (query=) needs "
+                    "a backend that supports it, e.g. elasticsearch"
+                )
             extra["text"] = query
         with haystack_filter_errors():
             hits = self._index.search(vector, top_k=self.top_k if top_k is None else top_k, filters=combined, **extra)
@@ -187,8 +192,12 @@ class ReT2Retriever:
             return {"documents": [hit_to_document(hit) for hit in hits]}
         # the stored documents (blob, embedding as written, meta), in hit order with the hit's score
         records = {r.id: r for r in self._index.get([hit.id for hit in hits])}
-        return {"documents": [record_to_document(records[h.id], score=h.score) if h.id in records else hit_to_document(h)
-                              for h in hits]}
+        return {
+            "documents": [
+                record_to_document(records[h.id], score=h.score) if h.id in records else hit_to_document(h)
+                for h in hits
+            ]
+        }
 
     @component.output_types(documents=list[Document])
     async def run_async(
@@ -201,4 +210,5 @@ class ReT2Retriever:
         """`run` in a worker thread (backends are synchronous)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            None, partial(self.run, query_embedding=query_embedding, filters=filters, top_k=top_k, query=query))
+            None, partial(self.run, query_embedding=query_embedding, filters=filters, top_k=top_k, query=query)
+        )

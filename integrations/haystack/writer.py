@@ -19,14 +19,14 @@ from haystack.dataclasses import Document
 
 from ret2_plugin import plugins
 from ret2_plugin.index import IndexRecord
-from ret2_plugin.integrations.haystack.document_store import ReT2DocumentStore
-from ret2_plugin.integrations.haystack.document_store import document_to_record as store_record
 from ret2_plugin.integrations.haystack.backend_options import (
     check_options,
     deserialize_options,
     resolve_options,
     serialize_options,
 )
+from ret2_plugin.integrations.haystack.document_store import ReT2DocumentStore
+from ret2_plugin.integrations.haystack.document_store import document_to_record as store_record
 
 logger = logging.getLogger(__name__)
 
@@ -123,11 +123,15 @@ class ReT2DocumentWriter:
             by_id[doc.id] = doc
         written = 0
         if records:
-            index = self._open(dim=int(records[0].embedding.shape[-1]))
+            first = records[0].embedding
+            assert first is not None  # documents without an embedding were set aside above
+            index = self._open(dim=int(first.shape[-1]))
             report = index.add(records)
             index.persist()
             written = report.written
-            problems = list(report.failed) + [(i, f"outcome unknown: {why}") for i, why in getattr(report, "unknown", [])]
+            problems = list(report.failed) + [
+                (i, f"outcome unknown: {why}") for i, why in getattr(report, "unknown", [])
+            ]
             failed.extend((by_id.get(doc_id) or Document(id=doc_id), reason) for doc_id, reason in problems)
         for doc, reason in failed:
             logger.warning("document %s not written: %s", doc.id, reason)

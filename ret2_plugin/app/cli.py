@@ -21,10 +21,18 @@ def _backend_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _add_backend_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--index", required=True, help="index location: a directory (faiss) or an index name (elasticsearch)")
-    parser.add_argument("--backend", default="faiss", help="index backend by registered name (default: faiss; see `ret2 plugins`)")
-    parser.add_argument("--es-url", help="Elasticsearch URL (default: $ELASTICSEARCH_URL); credentials from ELASTICSEARCH_* env vars")
-    parser.add_argument("--option", action="append", metavar="KEY=VALUE", help="backend option, e.g. index_type=HNSW32 (repeatable)")
+    parser.add_argument(
+        "--index", required=True, help="index location: a directory (faiss) or an index name (elasticsearch)"
+    )
+    parser.add_argument(
+        "--backend", default="faiss", help="index backend by registered name (default: faiss; see `ret2 plugins`)"
+    )
+    parser.add_argument(
+        "--es-url", help="Elasticsearch URL (default: $ELASTICSEARCH_URL); credentials from ELASTICSEARCH_* env vars"
+    )
+    parser.add_argument(
+        "--option", action="append", metavar="KEY=VALUE", help="backend option, e.g. index_type=HNSW32 (repeatable)"
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
 
 
@@ -49,18 +57,30 @@ def cmd_index(args: argparse.Namespace) -> int:
     from ret2_plugin.search import create_index
 
     model, encoder = _load_encoder(args.encoder, args.model, args.device)
-    index = create_index(args.backend, args.index, encoder, model=model, encoder_name=args.encoder, **_backend_options(args))
+    index = create_index(
+        args.backend, args.index, encoder, model=model, encoder_name=args.encoder, **_backend_options(args)
+    )
     closing: Any = contextlib.nullcontext()
     try:
         summary = index_corpus(
-            args.corpus, index, encoder, batch_size=args.batch_size, num_workers=args.workers,
-            show_progress_bar=not args.json and not args.no_progress, image_root=args.image_root,
-            commit_every=args.commit_every or None, commit_seconds=args.commit_seconds or None,
+            args.corpus,
+            index,
+            encoder,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            show_progress_bar=not args.json and not args.no_progress,
+            image_root=args.image_root,
+            commit_every=args.commit_every or None,
+            commit_seconds=args.commit_seconds or None,
         )
         total = index.count()
     except IndexingAborted as exc:  # the backend failed as a whole: say what was written, no traceback
         if args.json:
-            print(json.dumps({**exc.summary.to_dict(), "index": args.index, "backend": args.backend, "error": str(exc)}, indent=2))
+            print(
+                json.dumps(
+                    {**exc.summary.to_dict(), "index": args.index, "backend": args.backend, "error": str(exc)}, indent=2
+                )
+            )
         print(f"ret2: error: {' '.join(str(exc).split())}", file=sys.stderr)
         closing = contextlib.suppress(Exception)  # the same failure again on close: already reported
         return 2
@@ -92,8 +112,16 @@ def cmd_search(args: argparse.Namespace) -> int:
             raise SystemExit(f"ret2: index {args.index!r} does not record its model; pass --model")
         _, encoder = _load_encoder(name, spec, args.device)
         filters = parse_pairs(args.filter, "--filter") or None
-        hits = search(encoder, index, text=args.text, image=args.image, instruction=args.instruction, top_k=args.k,
-                      filters=filters, hybrid=args.hybrid)
+        hits = search(
+            encoder,
+            index,
+            text=args.text,
+            image=args.image,
+            instruction=args.instruction,
+            top_k=args.k,
+            filters=filters,
+            hybrid=args.hybrid,
+        )
     finally:
         index.close()
     if args.html:
@@ -107,7 +135,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _unavailable(backend: str) -> str:
-    """"  [unavailable: ...]" when the backend's optional dependency is missing (names the extra)."""
+    """ "  [unavailable: ...]" when the backend's optional dependency is missing (names the extra)."""
     from ret2_plugin.plugins import get_index_backend
 
     try:
@@ -150,7 +178,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ret2", description="ReT / ReT-2 multimodal retrieval: index, search, train, evaluate.")
+    parser = argparse.ArgumentParser(
+        prog="ret2", description="ReT / ReT-2 multimodal retrieval: index, search, train, evaluate."
+    )
     parser.add_argument("--version", action="version", version=f"ret2-plugin {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -164,10 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--strict", action="store_true", help="exit non-zero when any item failed")
     p.add_argument("--image-root", metavar="DIR", help="refuse (per item) image files outside DIR, symlinks resolved")
-    p.add_argument("--commit-every", type=int, default=10_000, metavar="N",
-                   help="make writes durable every N documents (0: only at the end; default 10000)")
-    p.add_argument("--commit-seconds", type=float, default=300.0, metavar="S",
-                   help="... or every S seconds, whichever comes first (0: off; default 300)")
+    p.add_argument(
+        "--commit-every",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="make writes durable every N documents (0: only at the end; default 10000)",
+    )
+    p.add_argument(
+        "--commit-seconds",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="... or every S seconds, whichever comes first (0: off; default 300)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_index)
 
@@ -177,10 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="query image path")
     p.add_argument("--instruction", help='ReT query instruction, prefixed as "{instruction} {text}"')
     p.add_argument("-k", type=int, default=10)
-    p.add_argument("--hybrid", action="store_true",
-                   help="also BM25 on --text, fused with kNN by RRF (score = RRF score); elasticsearch backend")
-    p.add_argument("--filter", action="append", metavar="KEY=VALUE",
-                   help="metadata equality filter, value read as JSON when it parses (year=2020 is a number) (repeatable)")
+    p.add_argument(
+        "--hybrid",
+        action="store_true",
+        help="also BM25 on --text, fused with kNN by RRF (score = RRF score); elasticsearch backend",
+    )
+    p.add_argument(
+        "--filter",
+        action="append",
+        metavar="KEY=VALUE",
+        help="metadata equality filter, value read as JSON when it parses (year=2020 is a number) (repeatable)",
+    )
     p.add_argument("--model", help="override the model recorded in the index")
     p.add_argument("--encoder", help="override the encoder recorded in the index (registered name)")
     p.add_argument("--device", default=None)

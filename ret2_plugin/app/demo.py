@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ret2_plugin.items import Item, ItemError, read_jsonl
 from ret2_plugin.app.starter import EXAMPLES
+from ret2_plugin.items import Item, ItemError, read_jsonl
 
 QUICK_DOCS = 150
 
@@ -39,12 +39,17 @@ def _example_queries(heldout: list[Item]) -> list[Item]:
 
 
 def run_demo(
-    model: str | None = None, out_dir: str | Path = "ret2-demo", *, quick: bool = False, rebuild: bool = False, verbose: bool = True
+    model: str | None = None,
+    out_dir: str | Path = "ret2-demo",
+    *,
+    quick: bool = False,
+    rebuild: bool = False,
+    verbose: bool = True,
 ) -> dict[str, Any]:
-    from ret2_plugin.encoder import load_encoder
     from ret2_plugin.app.gallery import write_gallery
-    from ret2_plugin.indexing import index_items
     from ret2_plugin.app.model_store import resolve_model
+    from ret2_plugin.encoder import load_encoder
+    from ret2_plugin.indexing import index_items
     from ret2_plugin.search import create_index, embed_queries
     from ret2_plugin.trainers.evaluation import retrieval_metrics
 
@@ -53,7 +58,9 @@ def run_demo(
     errors: list[ItemError] = []
     corpus_file = EXAMPLES / "corpus.jsonl"
     if not corpus_file.is_file():
-        raise FileNotFoundError(f"example corpus not found at {corpus_file} (it ships in the ret2-plugin wheel: reinstall the package)")
+        raise FileNotFoundError(
+            f"example corpus not found at {corpus_file} (it ships in the ret2-plugin wheel: reinstall the package)"
+        )
     corpus, heldout = _subset(
         list(read_jsonl(corpus_file, errors)), list(read_jsonl(EXAMPLES / "queries_heldout.jsonl", errors)), quick
     )
@@ -78,8 +85,19 @@ def run_demo(
         examples = _example_queries(heldout)
         for query, vector in zip(examples, embed_queries(encoder, examples)):
             hits = index.search(vector, top_k=5)
-            label = " + ".join(filter(None, [f"text {query.text!r}" if query.text else None, f"image {Path(query.image).name}" if query.image else None]))
-            _say(verbose, f"  query: {label}  (expected: {', '.join(by_id[p].text or p for p in query.positives if p in by_id)})")
+            label = " + ".join(
+                filter(
+                    None,
+                    [
+                        f"text {query.text!r}" if query.text else None,
+                        f"image {Path(query.image).name}" if query.image else None,
+                    ],
+                )
+            )
+            _say(
+                verbose,
+                f"  query: {label}  (expected: {', '.join(by_id[p].text or p for p in query.positives if p in by_id)})",
+            )
             for rank, hit in enumerate(hits, 1):
                 mark = "*" if hit.id in query.positives else " "
                 _say(verbose, f"   {mark}{rank}. {hit.score:.3f}  {hit.text or hit.id}")
@@ -101,7 +119,10 @@ def run_demo(
         index.close()
     _say(verbose, "      " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     for kind, values in by_kind.items():
-        _say(verbose, f"      {kind:>10}: " + ", ".join(f"{k} {values[k]:.3f}" for k in ("recall@1", "recall@5", "recall@10")))
+        _say(
+            verbose,
+            f"      {kind:>10}: " + ", ".join(f"{k} {values[k]:.3f}" for k in ("recall@1", "recall@5", "recall@10")),
+        )
     report = {
         "model": model_path,
         "documents": len(corpus),

@@ -27,7 +27,9 @@ def _img(src: str | None, out_dir: Path, alt: str) -> str:
     return f'<img src="{html.escape(src, quote=True)}" alt="{html.escape(alt, quote=True)}" loading="lazy">'
 
 
-def render_gallery(queries: Sequence[tuple[str, str | None, Sequence[SearchHit]]], out_dir: Path, title: str = "ret2 results") -> str:
+def render_gallery(
+    queries: Sequence[tuple[str, str | None, Sequence[SearchHit]]], out_dir: Path, title: str = "ret2 results"
+) -> str:
     """`queries`: (query text, query image path, ranked hits) triples."""
     parts = [
         "<!DOCTYPE html>",
@@ -53,7 +55,9 @@ def render_gallery(queries: Sequence[tuple[str, str | None, Sequence[SearchHit]]
     return "\n".join(parts)
 
 
-def write_gallery(path: str | Path, queries: Sequence[tuple[str, str | None, Sequence[SearchHit]]], title: str = "ret2 results") -> Path:
+def write_gallery(
+    path: str | Path, queries: Sequence[tuple[str, str | None, Sequence[SearchHit]]], title: str = "ret2 results"
+) -> Path:
     path = Path(path)
     atomic_write_text(path, render_gallery(queries, path.parent, title))
     return path

@@ -64,12 +64,20 @@ def untrained_starter(seed: int = 0) -> tuple[ReT2Model, ReT2Processor]:
     image_processor = ViTImageProcessor(
         size={"height": 48, "width": 48}, image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]
     )
-    processor = ReT2Processor(AutoTokenizer.from_pretrained(text, trust_remote_code=False), image_processor, max_length=32)
+    processor = ReT2Processor(
+        AutoTokenizer.from_pretrained(text, trust_remote_code=False), image_processor, max_length=32
+    )
     return model, processor
 
 
 def build_starter(
-    out_dir: str | Path, *, steps: int = 200, batch_size: int = 32, seed: int = 0, progress: bool = True, **overrides: Any
+    out_dir: str | Path,
+    *,
+    steps: int = 200,
+    batch_size: int = 32,
+    seed: int = 0,
+    progress: bool = True,
+    **overrides: Any,
 ) -> Path:
     """Build and fine-tune the starter model into `out_dir` (a few CPU minutes)."""
     from ret2_plugin.encoder import write_sentence_transformers_folder

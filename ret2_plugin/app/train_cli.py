@@ -14,14 +14,28 @@ from typing import Any
 
 # flag -> (TrainConfig field, type); only flags the user actually passes override the YAML
 _FLAGS: dict[str, tuple[str, Any]] = {
-    "--model": ("model", str), "--queries": ("queries", str), "--corpus": ("corpus", str),
-    "--output-dir": ("output_dir", str), "--eval-queries": ("eval_queries", str), "--eval-corpus": ("eval_corpus", str),
-    "--batch-size": ("batch_size", int), "--grad-accum-steps": ("grad_accum_steps", int), "--max-steps": ("max_steps", int),
-    "--epochs": ("num_epochs", float), "--lr": ("lr", float), "--precision": ("precision", str),
-    "--device": ("device", str), "--workers": ("num_workers", int), "--eval-every": ("eval_every", int),
-    "--save-every": ("save_every", int), "--resume": ("resume", str), "--seed": ("seed", int),
-    "--hard-negatives": ("num_hard_negatives", int), "--temperature": ("temperature", float),
-    "--mine-hard-negatives": ("mine_hard_negatives", int), "--patience": ("early_stopping_patience", int),
+    "--model": ("model", str),
+    "--queries": ("queries", str),
+    "--corpus": ("corpus", str),
+    "--output-dir": ("output_dir", str),
+    "--eval-queries": ("eval_queries", str),
+    "--eval-corpus": ("eval_corpus", str),
+    "--batch-size": ("batch_size", int),
+    "--grad-accum-steps": ("grad_accum_steps", int),
+    "--max-steps": ("max_steps", int),
+    "--epochs": ("num_epochs", float),
+    "--lr": ("lr", float),
+    "--precision": ("precision", str),
+    "--device": ("device", str),
+    "--workers": ("num_workers", int),
+    "--eval-every": ("eval_every", int),
+    "--save-every": ("save_every", int),
+    "--resume": ("resume", str),
+    "--seed": ("seed", int),
+    "--hard-negatives": ("num_hard_negatives", int),
+    "--temperature": ("temperature", float),
+    "--mine-hard-negatives": ("mine_hard_negatives", int),
+    "--patience": ("early_stopping_patience", int),
     "--save-every-minutes": ("save_every_minutes", float),
 }
 
@@ -46,13 +60,10 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ret2_plugin.app.model_store import resolve_model
+    from ret2_plugin.trainers import distributed as du
     from ret2_plugin.trainers.config import TrainConfig
     from ret2_plugin.trainers.loop import Trainer
-
-    from ret2_plugin.app.model_store import resolve_model
-
-    from ret2_plugin.trainers import distributed as du
-
     from ret2_plugin.trainers.runctl import EXIT_CODES
     from ret2_plugin.trainers.validate import DataValidationError
 
@@ -73,8 +84,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             return EXIT_CODES["SIGINT"]
         if du.is_main_process() and not args.json:
             report = trainer.validation
-            print(f"checked {sum(report.checked.values())} item(s) and {report.images_checked} image(s): "
-                  f"{len(report.errors)} refused", file=sys.stderr)
+            print(
+                f"checked {sum(report.checked.values())} item(s) and {report.images_checked} image(s): "
+                f"{len(report.errors)} refused",
+                file=sys.stderr,
+            )
             for line in report.lines(20):
                 print(f"  {line}", file=sys.stderr)
         return _train_and_report(trainer, args)
@@ -105,11 +119,17 @@ def _train_and_report(trainer: Any, args: argparse.Namespace) -> int:
 def _describe(summary: dict[str, Any]) -> str:
     """One honest line: steps run in this session, what `model_dir` holds, why the run ended."""
     steps = summary["steps_this_run"]
-    where = f" (steps {summary['start_step'] + 1}-{summary['step']} of {summary['total_steps']})" if summary["start_step"] else ""
+    where = (
+        f" (steps {summary['start_step'] + 1}-{summary['step']} of {summary['total_steps']})"
+        if summary["start_step"]
+        else ""
+    )
     head = f"trained {steps} step{'s' * (steps != 1)}{where} in {summary['seconds']}s, final loss {summary['final_loss']:.4f}"
     if summary["interrupted"]:
-        return (f"{head}; interrupted by {summary['interrupted']}: checkpoint {summary['checkpoint']} "
-                "(continue with --resume auto)")
+        return (
+            f"{head}; interrupted by {summary['interrupted']}: checkpoint {summary['checkpoint']} "
+            "(continue with --resume auto)"
+        )
     best, last = summary.get("best") or {}, summary.get("last_eval") or {}
     tail = "; stopped early (no improvement)" if summary["stopped_early"] else ""
     if summary["model_is"] == "best" and best:
@@ -117,8 +137,11 @@ def _describe(summary: dict[str, Any]) -> str:
     metric = best.get("metric") or "recall@5"
     evaluated = f" (last evaluation at step {last['step']}: {metric} {last[metric]:.4f})" if metric in last else ""
     if last:
-        evaluated += (f"; its best {metric} {best['value']:.4f} (step {best['step']}) is not the saved model (select_best is off)"
-                      if best and best.get("step") != summary["step"] else "")
+        evaluated += (
+            f"; its best {metric} {best['value']:.4f} (step {best['step']}) is not the saved model (select_best is off)"
+            if best and best.get("step") != summary["step"]
+            else ""
+        )
     return f"{head}; model saved to {summary['model_dir']}: the last weights{evaluated}{tail}"
 
 
@@ -134,15 +157,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     encoder = load_encoder(path, device=str(device))  # the model as `ret2 search` serves it: prompts, modules
     data = TrainingData.load(args.queries, args.corpus)
-    result = evaluate(encoder, None, data.queries, data.corpus, device=device, queries_file=args.queries,
-                      corpus_file=args.corpus, batch_size=args.batch_size, num_workers=args.workers)
+    result = evaluate(
+        encoder,
+        None,
+        data.queries,
+        data.corpus,
+        device=device,
+        queries_file=args.queries,
+        corpus_file=args.corpus,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+    )
     errors = [e.to_dict() for e in data.errors] + result.pop("errors")
     result.update(model=path, num_errors=len(errors), errors=errors)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print("  ".join(f"{k} {result[k]:.4f}" for k in ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"))
-              + f"  ({result['num_queries']} queries, {result['num_documents']} documents)")
+        print(
+            "  ".join(f"{k} {result[k]:.4f}" for k in ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"))
+            + f"  ({result['num_queries']} queries, {result['num_documents']} documents)"
+        )
         for err in errors[:20]:
             print(f"  skipped {err['file']}:{err['line']} (id={err['id']!r}): {err['reason']}", file=sys.stderr)
     return 1 if args.strict and errors else 0
@@ -152,8 +186,11 @@ def cmd_convert_data(args: argparse.Namespace) -> int:
     from ret2_plugin.trainers.convert import convert
 
     report = convert(args.format, args.input, args.output, image_root=args.image_root)
-    print(json.dumps(report, indent=2) if args.json else
-          f"wrote {report['written']} item(s) to {args.output}; {len(report['errors'])} skipped")
+    print(
+        json.dumps(report, indent=2)
+        if args.json
+        else f"wrote {report['written']} item(s) to {args.output}; {len(report['errors'])} skipped"
+    )
     return 1 if args.strict and report["errors"] else 0
 
 
@@ -174,7 +211,9 @@ def add_train_commands(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the JSON summary")
     p.set_defaults(func=cmd_train)
 
-    p = subparsers.add_parser("eval", help="Recall@1/5/10, MRR@10, nDCG@10 of a model on queries + corpus (exact search)")
+    p = subparsers.add_parser(
+        "eval", help="Recall@1/5/10, MRR@10, nDCG@10 of a model on queries + corpus (exact search)"
+    )
     p.add_argument("--model", required=True, help="model dir, hub id or preset")
     p.add_argument("--queries", required=True)
     p.add_argument("--corpus", required=True)
@@ -189,7 +228,9 @@ def add_train_commands(subparsers: Any) -> None:
     p.add_argument("format", choices=["mbeir-queries", "mbeir-corpus", "m2kr-queries", "m2kr-corpus"])
     p.add_argument("input")
     p.add_argument("output")
-    p.add_argument("--image-root", help="folder the dataset's relative image paths are relative to (default: the input's folder)")
+    p.add_argument(
+        "--image-root", help="folder the dataset's relative image paths are relative to (default: the input's folder)"
+    )
     p.add_argument("--strict", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_convert_data)

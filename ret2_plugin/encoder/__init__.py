@@ -11,5 +11,12 @@ from ret2_plugin.encoder.loader import load_encoder, write_sentence_transformers
 from ret2_plugin.encoder.st_module import ReT2Encoder
 from ret2_plugin.encoder.streaming import EncodedBatch, iter_embeddings
 
-__all__ = ["EncodedBatch", "ReT2Encoder", "iter_embeddings", "load_encoder", "to_item", "to_items",
-           "write_sentence_transformers_folder"]
+__all__ = [
+    "EncodedBatch",
+    "ReT2Encoder",
+    "iter_embeddings",
+    "load_encoder",
+    "to_item",
+    "to_items",
+    "write_sentence_transformers_folder",
+]

@@ -23,7 +23,6 @@ from ret2_plugin.processing import ImageLoadError, ReT2Processor
 from ret2_plugin.processing.images import load_image, target_size
 
 
-
 def default_workers() -> int:
     """Image threads: one per core, at most 8 (decode work saturates memory bandwidth beyond that)."""
     return max(1, min(8, os.cpu_count() or 1))

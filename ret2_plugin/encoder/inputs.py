@@ -21,7 +21,6 @@ from PIL import Image
 
 from ret2_plugin.items import Item, Side
 
-
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tiff", ".tif", ".webp")
 _JOINT_KEYS = {"text", "image", "instruction", "id"}
 
@@ -195,7 +194,9 @@ def to_item(raw: Any, position: int | str = 0, *, root: str | Path | None = None
             raise ValueError(
                 f"{position}: unsupported keys {sorted(map(str, unknown))}; expected 'text' and/or 'image'"
             )
-        return _make(raw.get("text"), raw.get("image"), position, instruction=raw.get("instruction"), item_id=raw.get("id"))
+        return _make(
+            raw.get("text"), raw.get("image"), position, instruction=raw.get("instruction"), item_id=raw.get("id")
+        )
     if isinstance(raw, list) and raw and all(isinstance(m, dict) and "role" in m for m in raw):
         return _from_messages(raw, position)
     if _is_image_value(raw):

@@ -25,7 +25,7 @@ _OUR_MODULE = f"{ReT2Encoder.__module__}.{ReT2Encoder.__name__}"
 assert _OUR_MODULE == OUR_MODULE
 
 
-def _st_class(multi_vector: bool) -> type:
+def _st_class(multi_vector: bool) -> Any:
     """sentence-transformers' classes with background batch preparation in `encode` (see prefetch.py)."""
     from ret2_plugin.encoder.prefetch import ReT2MultiVectorEncoder, ReT2SentenceTransformer
 
@@ -98,9 +98,11 @@ def load_encoder(
         # the folder), and Dense / Normalize load with trust_remote_code=False unless the caller opts in
         trust = bool(kwargs.pop("trust_remote_code", False))
         check_st_folder(folder, trust_remote_code=trust)
-        model = _with_normalize(_st_class(_multi_vector_of(folder))._load_with_module_classes(
-            str(folder), {OUR_MODULE: ReT2Encoder}, device=device, trust_remote_code=trust, **kwargs
-        ))
+        model = _with_normalize(
+            _st_class(_multi_vector_of(folder))._load_with_module_classes(
+                str(folder), {OUR_MODULE: ReT2Encoder}, device=device, trust_remote_code=trust, **kwargs
+            )
+        )
         encoder = model[0]
         if isinstance(encoder, ReT2Encoder):
             if image_workers is not None:
@@ -126,4 +128,3 @@ def write_sentence_transformers_folder(folder: str | Path) -> Path:
     model = load_encoder(folder, device="cpu")
     model.save(str(folder))
     return folder
-

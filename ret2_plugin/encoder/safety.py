@@ -45,8 +45,11 @@ def _allowed_activations() -> dict[str, type[nn.Module]]:
         if not (inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__.startswith("torch.nn.modules.")):
             continue
         try:
-            required = [p for p in inspect.signature(obj).parameters.values()
-                        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            required = [
+                p
+                for p in inspect.signature(obj).parameters.values()
+                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            ]
         except (TypeError, ValueError):
             continue
         if obj.__module__.split(".")[-1] in ("activation", "linear") and not required:

@@ -133,7 +133,9 @@ class ReT2Encoder(InputModule):
         )
 
     # ---- forward -----------------------------------------------------------------------------------
-    def forward(self, features: dict[str, torch.Tensor | Any], task: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    def forward(
+        self, features: dict[str, torch.Tensor | Any], task: str | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         """Fuse per modality group (text only / image only / joint), so a text-only group never runs the
         vision tower and mixed batches give exactly the vectors of each item encoded alone.
 
@@ -156,7 +158,10 @@ class ReT2Encoder(InputModule):
                 sub["input_ids"] = sub["input_ids"][:, :1]
             elif sub["attention_mask"].shape[1] > 1 and self._right_padded:  # trim padding the group does not need
                 length = int(sub["attention_mask"].sum(dim=1).max())
-                sub["input_ids"], sub["attention_mask"] = sub["input_ids"][:, :length], sub["attention_mask"][:, :length]
+                sub["input_ids"], sub["attention_mask"] = (
+                    sub["input_ids"][:, :length],
+                    sub["attention_mask"][:, :length],
+                )
             emb = self.model.forward_features(side, **sub).float()
             if out is None:
                 out = emb.new_empty((pattern.shape[0], *emb.shape[1:]))
@@ -186,7 +191,11 @@ class ReT2Encoder(InputModule):
         unpickling the Hugging Face towers, whose hidden-state recording hooks do not survive pickling."""
         state = {k: v.detach().cpu() for k, v in self.model.own_state_dict().items()}
         dtype = str(next(self.model.parameters()).dtype).removeprefix("torch.")
-        options = {"image_workers": self.image_workers, "image_root": self.image_root, "training_data": self.training_data}
+        options = {
+            "image_workers": self.image_workers,
+            "image_root": self.image_root,
+            "training_data": self.training_data,
+        }
         return (_rebuild, (self.model.config.to_dict(), state, dtype, self.processor, options))
 
     # ---- persistence -------------------------------------------------------------------------------

@@ -121,7 +121,9 @@ def _prepare(
     if good:
         prompted = [with_prompt(item, prompt, side) for item in good]
         try:
-            features = prepare_batch(module.processor, prompted, side, images=images, executor=pool.executor, workers=pool.workers)
+            features = prepare_batch(
+                module.processor, prompted, side, images=images, executor=pool.executor, workers=pool.workers
+            )
         except Exception:  # noqa: BLE001 - find the item(s) that cannot be prepared; the rest go on
             keep = []
             for index, (item, image) in enumerate(zip(prompted, images)):
@@ -132,7 +134,9 @@ def _prepare(
                     errors.append((good[index], f"cannot prepare: {type(exc).__name__}: {exc}"))
             good, prompted, images = [good[i] for i in keep], [prompted[i] for i in keep], [images[i] for i in keep]
             if good:
-                features = prepare_batch(module.processor, prompted, side, images=images, executor=pool.executor, workers=pool.workers)
+                features = prepare_batch(
+                    module.processor, prompted, side, images=images, executor=pool.executor, workers=pool.workers
+                )
     return good, features, errors
 
 

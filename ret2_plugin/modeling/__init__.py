@@ -5,4 +5,13 @@ from ret2_plugin.modeling.configuration import LAYER_STRATEGIES, ReT2Config, thr
 from ret2_plugin.modeling.fusion import ReTFusion
 from ret2_plugin.modeling.model import CONFIG_NAME, WEIGHTS_NAME, ReT2Model
 
-__all__ = ["CONFIG_NAME", "LAYER_STRATEGIES", "WEIGHTS_NAME", "ReT2Config", "ReT2Model", "ReTCell", "ReTFusion", "three_taps"]
+__all__ = [
+    "CONFIG_NAME",
+    "LAYER_STRATEGIES",
+    "WEIGHTS_NAME",
+    "ReT2Config",
+    "ReT2Model",
+    "ReTCell",
+    "ReTFusion",
+    "three_taps",
+]

@@ -81,7 +81,13 @@ def block_stack(model: nn.Module) -> nn.ModuleList | None:
     """The tower's stack of transformer blocks (the longest ModuleList named `layers` / `layer` / ...)."""
     best: nn.ModuleList | None = None
     for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and name.rsplit(".", 1)[-1] in {"layers", "layer", "h", "blocks", "resblocks"}:
+        if isinstance(module, nn.ModuleList) and name.rsplit(".", 1)[-1] in {
+            "layers",
+            "layer",
+            "h",
+            "blocks",
+            "resblocks",
+        }:
             if best is None or len(module) > len(best):
                 best = module
     return best

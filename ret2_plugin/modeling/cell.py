@@ -110,9 +110,7 @@ class ReTCell(nn.Module):
             + self.forget_gate_bias_prior
         )
         fused = (
-            self.state_act(residual) * forget
-            + self.state_act(c_text) * i_text
-            + self.state_act(c_vision) * i_vision
+            self.state_act(residual) * forget + self.state_act(c_text) * i_text + self.state_act(c_vision) * i_vision
         )
         return fused + self.mlp(self.mlp_ln(fused))
 
@@ -125,8 +123,13 @@ class ReTCell(nn.Module):
         gates = (self.text_input_gate_w, self.text_forget_gate_w, self.vision_input_gate_w, self.vision_forget_gate_w)
         if not all(type(g) is nn.Linear for g in gates):
             return None
-        sources = (self.sa.in_proj_weight, self.sa.in_proj_bias, self.text_xa.in_proj_weight, self.vision_xa.in_proj_weight,
-                   *(t for g in gates for t in (g.weight, g.bias)))
+        sources = (
+            self.sa.in_proj_weight,
+            self.sa.in_proj_bias,
+            self.text_xa.in_proj_weight,
+            self.vision_xa.in_proj_weight,
+            *(t for g in gates for t in (g.weight, g.bias)),
+        )
         key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in sources if t is not None)
         cached = self.__dict__.get("_fused_cache")
         if cached is not None and cached[0] == key:
@@ -137,7 +140,13 @@ class ReTCell(nn.Module):
             if sa_bias is None:
                 sa_bias = self.sa.in_proj_weight.new_zeros(3 * hidden)
             fused = {
-                "q_w": torch.cat([self.sa.in_proj_weight, self.text_xa.in_proj_weight[:hidden], self.vision_xa.in_proj_weight[:hidden]]),
+                "q_w": torch.cat(
+                    [
+                        self.sa.in_proj_weight,
+                        self.text_xa.in_proj_weight[:hidden],
+                        self.vision_xa.in_proj_weight[:hidden],
+                    ]
+                ),
                 "q_b": torch.cat([sa_bias, sa_bias.new_zeros(2 * hidden)]),
                 "text_gates_w": torch.cat([gates[0].weight, gates[1].weight]),
                 "text_gates_b": torch.cat([gates[0].bias, gates[1].bias]),
@@ -147,7 +156,9 @@ class ReTCell(nn.Module):
         self.__dict__["_fused_cache"] = (key, fused)
         return fused
 
-    def _attend(self, mha: nn.MultiheadAttention, q: torch.Tensor, kv_in: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def _attend(
+        self, mha: nn.MultiheadAttention, q: torch.Tensor, kv_in: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
         """The rest of `mha(q_in, kv_in, kv_in)` (no dropout) from its projected queries `q` [N, K, H]:
         ONE packed K/V projection and SDPA on [N, heads, L, d] views (no batch_first transposes, no
         per-head copies of the mask)."""
@@ -166,7 +177,11 @@ class ReTCell(nn.Module):
         if fused is not None:
             return list(F.linear(x_hat, fused["q_w"], fused["q_b"]).split(hidden, dim=-1))
         sa = F.linear(x_hat, self.sa.in_proj_weight, self.sa.in_proj_bias).split(hidden, dim=-1)
-        return [*sa, F.linear(x_hat, self.text_xa.in_proj_weight[:hidden]), F.linear(x_hat, self.vision_xa.in_proj_weight[:hidden])]
+        return [
+            *sa,
+            F.linear(x_hat, self.text_xa.in_proj_weight[:hidden]),
+            F.linear(x_hat, self.vision_xa.in_proj_weight[:hidden]),
+        ]
 
     def _forward_inference(
         self,
@@ -202,5 +217,7 @@ class ReTCell(nn.Module):
         i_text = torch.sigmoid(t_in + self.input_gate_bias_prior) * m_t
         i_vision = torch.sigmoid(v_in + self.input_gate_bias_prior) * m_v
         forget = torch.sigmoid(t_forget * m_t + v_forget * m_v + self.forget_gate_bias_prior)
-        fused_state = self.state_act(residual) * forget + self.state_act(c_text) * i_text + self.state_act(c_vision) * i_vision
+        fused_state = (
+            self.state_act(residual) * forget + self.state_act(c_text) * i_text + self.state_act(c_vision) * i_vision
+        )
         return fused_state + self.mlp(self.mlp_ln(fused_state))

@@ -98,9 +98,14 @@ class ReT2Config:
                 f"text_layers {self.text_layers} and vision_layers {self.vision_layers} must have the same length "
                 "(step l reads text layer t_l and vision layer v_l)"
             )
-        for name, layers, cfg in (("text", self.text_layers, self.text_config), ("vision", self.vision_layers, self.vision_config)):
+        for name, layers, cfg in (
+            ("text", self.text_layers, self.text_config),
+            ("vision", self.vision_layers, self.vision_config),
+        ):
             if cfg and layers and max(layers) >= num_layers_of(cfg):
-                raise ValueError(f"{name} layer {max(layers)} does not exist: the {name} tower has {num_layers_of(cfg)} layers")
+                raise ValueError(
+                    f"{name} layer {max(layers)} does not exist: the {name} tower has {num_layers_of(cfg)} layers"
+                )
         if self.hidden_size % self.heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by {self.heads} attention heads")
 

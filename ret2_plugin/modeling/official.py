@@ -46,7 +46,9 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
     try:
         return Path(snapshot_download(text, allow_patterns=_FETCH_PATTERNS))
     except Exception as exc:  # offline, unknown id, auth: say which and why
-        raise FileNotFoundError(f"{text!r} is not a local directory and could not be fetched from the hub: {exc}") from exc
+        raise FileNotFoundError(
+            f"{text!r} is not a local directory and could not be fetched from the hub: {exc}"
+        ) from exc
 
 
 def is_official_checkpoint(folder: Path) -> bool:

@@ -14,7 +14,9 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-_SPECIAL_TOKEN_RANGE = re.compile(r"^Model config: (bos|eos|pad)_token_id must be `None` or an integer within the vocabulary")
+_SPECIAL_TOKEN_RANGE = re.compile(
+    r"^Model config: (bos|eos|pad)_token_id must be `None` or an integer within the vocabulary"
+)
 _CONFIG_LOGGER = "transformers.configuration_utils"
 
 

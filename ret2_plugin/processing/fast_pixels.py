@@ -65,7 +65,11 @@ def _lut(options: dict[str, Any]) -> np.ndarray | None:
     if not (do_rescale or do_normalize):
         return None  # the processor would return uint8 pixels
     values = np.arange(256, dtype=np.uint8)
-    x = (values.astype(np.float64) * options["rescale_factor"]).astype(np.float32) if do_rescale else values.astype(np.float32)
+    x = (
+        (values.astype(np.float64) * options["rescale_factor"]).astype(np.float32)
+        if do_rescale
+        else values.astype(np.float32)
+    )
     if not do_normalize:
         return np.ascontiguousarray(np.broadcast_to(x, (3, 256)))
     mean, std = _per_channel(options.get("image_mean")), _per_channel(options.get("image_std"))
@@ -93,7 +97,11 @@ def plan_for(image_processor: Any) -> _Plan | None:
     resample = 0
     if options.get("do_resize"):
         size = options.get("size")
-        if size is None or (size.shortest_edge and size.longest_edge) or (not size.shortest_edge and size.max_height and size.max_width):
+        if (
+            size is None
+            or (size.shortest_edge and size.longest_edge)
+            or (not size.shortest_edge and size.max_height and size.max_width)
+        ):
             return None
         if size.shortest_edge:
             shortest_edge = int(size.shortest_edge)

@@ -127,7 +127,9 @@ def reduced_size(width: int, height: int, factor: int, target: tuple[int, int] |
     return (short2, long2) if portrait else (long2, short2)
 
 
-def reduce_image(image: Image.Image, target: tuple[int, int] | None, *, source_size: tuple[int, int] | None = None) -> Image.Image:
+def reduce_image(
+    image: Image.Image, target: tuple[int, int] | None, *, source_size: tuple[int, int] | None = None
+) -> Image.Image:
     """`image` shrunk towards `target` (box filter, aspect ratio kept, see `reduced_size`); unchanged
     when it is not huge. `source_size`: the original size when `image` was already draft-decoded smaller."""
     width, height = source_size or image.size
@@ -183,7 +185,9 @@ class _PixelBudget:
 _BUDGET = _PixelBudget(DECODE_BUDGET_PIXELS)
 
 
-def decode_image(data: io.BytesIO | Path | Any, source: Any = None, *, target: tuple[int, int] | None = None) -> Image.Image:
+def decode_image(
+    data: io.BytesIO | Path | Any, source: Any = None, *, target: tuple[int, int] | None = None
+) -> Image.Image:
     """Decode and validate one image (a path or file object), reduced towards the model resolution as
     it is read when it is huge (see `reduction_factor`): JPEGs decode at a DCT-scaled size (`draft`),
     other formats decode then `reduce` by an integer factor at once, under a process-wide budget of
@@ -195,7 +199,9 @@ def decode_image(data: io.BytesIO | Path | Any, source: Any = None, *, target: t
     try:
         with Image.open(data) as img:
             if img.width * img.height > limit:
-                raise ImageLoadError(source, f"larger than the decompression-bomb limit ({img.width}x{img.height} > {limit} pixels)")
+                raise ImageLoadError(
+                    source, f"larger than the decompression-bomb limit ({img.width}x{img.height} > {limit} pixels)"
+                )
             size = img.size
             factor = reduction_factor(*size, target)
             if factor >= 2 and img.format == "JPEG":
@@ -222,7 +228,9 @@ _decode = decode_image  # the built-in loaders' name for it
 
 def load_local_image(source: Any, root: str | Path | None = None) -> Image.Image | None:
     """Plugin loader for local paths (str / Path that are not URLs)."""
-    if isinstance(source, Path) or (isinstance(source, str) and not source.startswith(("http://", "https://", "data:"))):
+    if isinstance(source, Path) or (
+        isinstance(source, str) and not source.startswith(("http://", "https://", "data:"))
+    ):
         path = confine(source, root)
         try:
             if not path.is_file():

@@ -20,7 +20,6 @@ from haystack.testing.document_store import (
     GetMetadataFieldUniqueValuesTest,
     UpdateByFilterTest,
 )
-
 from haystack.testing.document_store_async import (
     CountDocumentsAsyncTest,
     CountDocumentsByFilterAsyncTest,
@@ -46,10 +45,19 @@ try:  # Haystack's async test classes need pytest-asyncio (in the dev extra)
     import pytest_asyncio  # noqa: F401
 
     ASYNC_SUITE: tuple[type, ...] = (
-        CountDocumentsAsyncTest, CountDocumentsByFilterAsyncTest, CountUniqueMetadataByFilterAsyncTest,
-        DeleteAllAsyncTest, DeleteByFilterAsyncTest, DeleteDocumentsAsyncTest, FilterDocumentsAsyncTest,
-        GetMetadataFieldMinMaxAsyncTest, GetMetadataFieldsInfoAsyncTest, GetMetadataFieldUniqueValuesAsyncTest,
-        UpdateByFilterAsyncTest, WriteDocumentsAsyncTest)
+        CountDocumentsAsyncTest,
+        CountDocumentsByFilterAsyncTest,
+        CountUniqueMetadataByFilterAsyncTest,
+        DeleteAllAsyncTest,
+        DeleteByFilterAsyncTest,
+        DeleteDocumentsAsyncTest,
+        FilterDocumentsAsyncTest,
+        GetMetadataFieldMinMaxAsyncTest,
+        GetMetadataFieldsInfoAsyncTest,
+        GetMetadataFieldUniqueValuesAsyncTest,
+        UpdateByFilterAsyncTest,
+        WriteDocumentsAsyncTest,
+    )
 except ImportError:  # pragma: no cover
     ASYNC_SUITE = ()
 
@@ -59,9 +67,18 @@ def test_haystack_async_suite_runs():
         pytest.skip("pytest-asyncio (dev extra) is not installed: Haystack's async DocumentStore tests did not run")
 
 
-class _Suite(DocumentStoreBaseTests, DeleteAllTest, DeleteByFilterTest, UpdateByFilterTest, CountDocumentsByFilterTest,
-             CountUniqueMetadataByFilterTest, GetMetadataFieldsInfoTest, GetMetadataFieldMinMaxTest,
-             GetMetadataFieldUniqueValuesTest, *ASYNC_SUITE):
+class _Suite(
+    DocumentStoreBaseTests,
+    DeleteAllTest,
+    DeleteByFilterTest,
+    UpdateByFilterTest,
+    CountDocumentsByFilterTest,
+    CountUniqueMetadataByFilterTest,
+    GetMetadataFieldsInfoTest,
+    GetMetadataFieldMinMaxTest,
+    GetMetadataFieldUniqueValuesTest,
+    *ASYNC_SUITE,
+):
     def test_write_documents(self, document_store: ReT2DocumentStore):
         """Haystack leaves the default policy to the store: ours is InMemoryDocumentStore's (FAIL)."""
         doc = Document(content="test doc", meta={"n": 1})
@@ -85,14 +102,16 @@ class _Suite(DocumentStoreBaseTests, DeleteAllTest, DeleteByFilterTest, UpdateBy
             await document_store.write_documents_async([Document(id=doc.id, content="other")])
         assert await document_store.filter_documents_async() == [doc]
 
-
     def test_content_and_id_filters(self, document_store: ReT2DocumentStore):
         """Filters on `content` and `id` answer as Haystack's InMemoryDocumentStore on every backend (not in
         Haystack's suite)."""
         from haystack.document_stores.in_memory import InMemoryDocumentStore
 
-        docs = [Document(id="a", content="A Foo Document", meta={"n": 1}), Document(id="b", content="Another one"),
-                Document(id="c", meta={"n": 2}, embedding=[0.5] * 768)]
+        docs = [
+            Document(id="a", content="A Foo Document", meta={"n": 1}),
+            Document(id="b", content="Another one"),
+            Document(id="c", meta={"n": 2}, embedding=[0.5] * 768),
+        ]
         reference = InMemoryDocumentStore()
         for store in (document_store, reference):
             store.write_documents(docs)
@@ -103,8 +122,13 @@ class _Suite(DocumentStoreBaseTests, DeleteAllTest, DeleteByFilterTest, UpdateBy
             {"field": "content", "operator": "==", "value": None},
             {"field": "id", "operator": "==", "value": "b"},
             {"field": "id", "operator": "not in", "value": ["a", "c"]},
-            {"operator": "OR", "conditions": [{"field": "id", "operator": "==", "value": "c"},
-                                              {"field": "content", "operator": "==", "value": "Another one"}]},
+            {
+                "operator": "OR",
+                "conditions": [
+                    {"field": "id", "operator": "==", "value": "c"},
+                    {"field": "content", "operator": "==", "value": "Another one"},
+                ],
+            },
         ):
             expected = sorted(d.id for d in reference.filter_documents(condition))
             assert sorted(d.id for d in document_store.filter_documents(condition)) == expected, condition

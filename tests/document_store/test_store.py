@@ -87,7 +87,9 @@ def test_faiss_store_persists_and_reopens_in_a_new_instance(tmp_path):
     vectors = _vectors(5)
     location = str(tmp_path / "ix")
     first = ReT2DocumentStore(backend="faiss", location=location)
-    first.write_documents([Document(id=f"d{i}", content=f"doc {i}", embedding=v.tolist(), meta={"i": i}) for i, v in enumerate(vectors)])
+    first.write_documents(
+        [Document(id=f"d{i}", content=f"doc {i}", embedding=v.tolist(), meta={"i": i}) for i, v in enumerate(vectors)]
+    )
     first.write_documents([Document(id="plain", content="no embedding")])
     first.close()
     again = ReT2DocumentStore(backend="faiss", location=location)
@@ -95,8 +97,12 @@ def test_faiss_store_persists_and_reopens_in_a_new_instance(tmp_path):
     assert [d.id for d in again.filter_documents({"field": "meta.i", "operator": ">=", "value": 3})] == ["d3", "d4"]
     hits = ReT2Retriever(document_store=again, top_k=2).run(query_embedding=vectors[2].tolist())["documents"]
     assert hits[0].id == "d2" and hits[0].score == pytest.approx(1.0, abs=1e-5)
-    again.write_documents([Document(id="plain", content="replaced", embedding=vectors[0].tolist())], policy=DuplicatePolicy.OVERWRITE)
-    assert {h.id for h in ReT2Retriever(document_store=again, top_k=2).run(query_embedding=vectors[0].tolist())["documents"]} == {"d0", "plain"}
+    again.write_documents(
+        [Document(id="plain", content="replaced", embedding=vectors[0].tolist())], policy=DuplicatePolicy.OVERWRITE
+    )
+    assert {
+        h.id for h in ReT2Retriever(document_store=again, top_k=2).run(query_embedding=vectors[0].tolist())["documents"]
+    } == {"d0", "plain"}
 
 
 def test_haystack_document_writer_and_ret2_writer_take_the_store(store):
@@ -135,12 +141,20 @@ def test_pipeline_yaml_round_trip_in_a_fresh_process(tmp_path):
     indexing = Pipeline()
     indexing.add_component("writer", DocumentWriter(document_store=store, policy=DuplicatePolicy.OVERWRITE))
     query = Pipeline()
-    query.add_component("retriever", ReT2Retriever(document_store=store, top_k=2,
-                                                   filters={"field": "meta.even", "operator": "==", "value": True}))
+    query.add_component(
+        "retriever",
+        ReT2Retriever(document_store=store, top_k=2, filters={"field": "meta.even", "operator": "==", "value": True}),
+    )
     (tmp_path / "indexing.yaml").write_text(indexing.dumps())
     (tmp_path / "query.yaml").write_text(query.dumps())
-    (tmp_path / "docs.json").write_text(json.dumps([
-        Document(id=f"y{i}", content=f"y {i}", embedding=v.tolist(), meta={"even": i % 2 == 0}).to_dict() for i, v in enumerate(vectors)]))
+    (tmp_path / "docs.json").write_text(
+        json.dumps(
+            [
+                Document(id=f"y{i}", content=f"y {i}", embedding=v.tolist(), meta={"even": i % 2 == 0}).to_dict()
+                for i, v in enumerate(vectors)
+            ]
+        )
+    )
     script = f"""
 import json
 from haystack import Document, Pipeline

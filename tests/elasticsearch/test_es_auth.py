@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ret2_plugin.integrations.elasticsearch import ElasticsearchBackend, ElasticsearchConnectionError
 from ret2_plugin.index import IndexRecord
+from ret2_plugin.integrations.elasticsearch import ElasticsearchBackend, ElasticsearchConnectionError
 from tests.elasticsearch.conftest import unit_vectors
 
 pytestmark = pytest.mark.integration
@@ -25,13 +25,16 @@ def _create_api_key(es_client, index_name):
 
     try:
         return es_client.security.create_api_key(
-            name="ret2-test", expiration="1h",
+            name="ret2-test",
+            expiration="1h",
             role_descriptors={"writer": {"indices": [{"names": [f"{index_name}*"], "privileges": ["all"]}]}},
         )
     except BadRequestError as exc:  # the .security index needs the analysis-common module
         if "pattern_capture" in str(exc):
-            pytest.skip("this Elasticsearch distribution (integ-test-zip) cannot create API keys: "
-                        "its .security index needs the absent analysis-common module")
+            pytest.skip(
+                "this Elasticsearch distribution (integ-test-zip) cannot create API keys: "
+                "its .security index needs the absent analysis-common module"
+            )
         raise
 
 

@@ -12,17 +12,29 @@ from ret2_plugin.app.cli import main
 pytestmark = pytest.mark.integration
 
 
-def test_cli_indexes_and_searches_elasticsearch(es_node, tiny_model_dir: Path, image_dir: Path, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_cli_indexes_and_searches_elasticsearch(
+    es_node, tiny_model_dir: Path, image_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     monkeypatch.setenv("ELASTICSEARCH_USERNAME", es_node.username)
     monkeypatch.setenv("ELASTICSEARCH_PASSWORD", es_node.password)
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("\n".join(json.dumps(r) for r in [
-        {"id": "red", "text": "a plain red square", "image": str(image_dir / "red.png"), "meta": {"kind": "shape"}},
-        {"id": "sea", "text": "deep blue ocean water", "meta": {"kind": "scene"}},
-        {"id": "fox", "text": "the quick brown fox", "meta": {"kind": "animal"}},
-        {"id": "bad", "image": str(image_dir / "missing.png")},
-    ]) + "\n")
+    corpus.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {
+                    "id": "red",
+                    "text": "a plain red square",
+                    "image": str(image_dir / "red.png"),
+                    "meta": {"kind": "shape"},
+                },
+                {"id": "sea", "text": "deep blue ocean water", "meta": {"kind": "scene"}},
+                {"id": "fox", "text": "the quick brown fox", "meta": {"kind": "animal"}},
+                {"id": "bad", "image": str(image_dir / "missing.png")},
+            ]
+        )
+        + "\n"
+    )
     name = "ret2-cli-test"
     args = ["--backend", "elasticsearch", "--index", name, "--es-url", es_node.url, "--json"]
     assert main(["index", str(corpus), "--model", str(tiny_model_dir), *args]) == 0
@@ -49,10 +61,13 @@ def test_cli_indexes_and_searches_elasticsearch(es_node, tiny_model_dir: Path, i
     # what `ret2 index` wrote reads in elasticsearch-haystack: the corpus ids, the text as content, meta
     from haystack_integrations.document_stores.elasticsearch import ElasticsearchDocumentStore
 
-    store = ElasticsearchDocumentStore(hosts=es_node.url, index=name, basic_auth=es_node.basic_auth, api_key=None,
-                                       api_key_id=None)
+    store = ElasticsearchDocumentStore(
+        hosts=es_node.url, index=name, basic_auth=es_node.basic_auth, api_key=None, api_key_id=None
+    )
     store._client = es_node.client()  # the node lacks `GET /`
-    docs = {d.id: d for d in store.filter_documents({"field": "meta.kind", "operator": "in", "value": ["shape", "scene"]})}
+    docs = {
+        d.id: d for d in store.filter_documents({"field": "meta.kind", "operator": "in", "value": ["shape", "scene"]})
+    }
     assert sorted(docs) == ["red", "sea"]
     assert docs["sea"].content == "deep blue ocean water"
     assert docs["red"].meta["file_path"] == str(image_dir / "red.png")

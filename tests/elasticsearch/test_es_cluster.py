@@ -20,8 +20,17 @@ def test_node_killed_mid_ingest_loses_and_duplicates_nothing(es_cluster):  # noq
     nodes = es_cluster
     name = "ret2-test-cluster"
     backend = ElasticsearchBackend.open(
-        name, dim=DIM, shards=3, replicas=1, index_type="flat", hosts=[n.url for n in nodes],
-        chunk_size=100, request_timeout=30, initial_backoff=0.5, bulk_max_retries=6, deadline=600,
+        name,
+        dim=DIM,
+        shards=3,
+        replicas=1,
+        index_type="flat",
+        hosts=[n.url for n in nodes],
+        chunk_size=100,
+        request_timeout=30,
+        initial_backoff=0.5,
+        bulk_max_retries=6,
+        deadline=600,
     )
     client = nodes[0].client()
     client.cluster.health(index=name, wait_for_status="green", timeout="120s")

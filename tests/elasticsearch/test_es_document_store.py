@@ -23,13 +23,22 @@ from tests.document_store.test_haystack_suite import ASYNC_SUITE, _Suite
 pytestmark = pytest.mark.integration
 
 
-class TestElasticsearchBackend(DocumentStoreBaseTests, DeleteAllTest, DeleteByFilterTest, UpdateByFilterTest,
-                               CountDocumentsByFilterTest, CountUniqueMetadataByFilterTest, GetMetadataFieldsInfoTest,
-                               GetMetadataFieldMinMaxTest, GetMetadataFieldUniqueValuesTest):
+class TestElasticsearchBackend(
+    DocumentStoreBaseTests,
+    DeleteAllTest,
+    DeleteByFilterTest,
+    UpdateByFilterTest,
+    CountDocumentsByFilterTest,
+    CountUniqueMetadataByFilterTest,
+    GetMetadataFieldsInfoTest,
+    GetMetadataFieldMinMaxTest,
+    GetMetadataFieldUniqueValuesTest,
+):
     @pytest.fixture
     def document_store(self, es_client, index_name):
-        store = ReT2DocumentStore(backend="elasticsearch", location=index_name, backend_options={"client": es_client},
-                                  embedding_dim=768)
+        store = ReT2DocumentStore(
+            backend="elasticsearch", location=index_name, backend_options={"client": es_client}, embedding_dim=768
+        )
         yield store
         store.close()
 
@@ -44,8 +53,15 @@ class TestElasticsearchBackend(DocumentStoreBaseTests, DeleteAllTest, DeleteByFi
         """An index without an exact copy of `content` (v1, or Haystack's) refuses content filters."""
         from haystack.errors import FilterError
 
-        es_client.indices.create(index=index_name, mappings={"properties": {
-            "embedding": {"type": "dense_vector", "dims": 4, "similarity": "cosine"}, "content": {"type": "text"}}})
+        es_client.indices.create(
+            index=index_name,
+            mappings={
+                "properties": {
+                    "embedding": {"type": "dense_vector", "dims": 4, "similarity": "cosine"},
+                    "content": {"type": "text"},
+                }
+            },
+        )
         store = ReT2DocumentStore(backend="elasticsearch", location=index_name, backend_options={"client": es_client})
         with pytest.raises(FilterError, match="keyword"):
             store.filter_documents({"field": "content", "operator": "==", "value": "x"})
@@ -64,9 +80,15 @@ class TestElasticsearchBackend(DocumentStoreBaseTests, DeleteAllTest, DeleteByFi
         keep their type as written (`_source`), so 1, 1.0 and "1" stay distinct."""
         from haystack.document_stores.errors import DocumentStoreError
 
-        docs = [Document(content="Doc 1", meta={"priority": 1}), Document(content="Doc 2", meta={"priority": "1"}),
-                Document(content="Doc 3", meta={"priority": 1.0}), Document(content="Doc 4", meta={"priority": True})]
-        with pytest.raises(DocumentStoreError, match=rf"1 document\(s\) were not written \(3 were\): {docs[3].id}.*priority"):
+        docs = [
+            Document(content="Doc 1", meta={"priority": 1}),
+            Document(content="Doc 2", meta={"priority": "1"}),
+            Document(content="Doc 3", meta={"priority": 1.0}),
+            Document(content="Doc 4", meta={"priority": True}),
+        ]
+        with pytest.raises(
+            DocumentStoreError, match=rf"1 document\(s\) were not written \(3 were\): {docs[3].id}.*priority"
+        ):
             document_store.write_documents(docs)
         values, total_count = document_store.get_metadata_field_unique_values(metadata_field="priority")
         assert total_count == 3

@@ -21,7 +21,12 @@ import pytest
 from ret2_plugin.index import IndexRecord, WriteReport
 from ret2_plugin.integrations.elasticsearch import ElasticsearchBackend
 from ret2_plugin.integrations.elasticsearch.sender import (
-    BulkSender, BulkSettings, Deadline, DeadlineExceeded, Doc, ElasticsearchUnavailable,
+    BulkSender,
+    BulkSettings,
+    Deadline,
+    DeadlineExceeded,
+    Doc,
+    ElasticsearchUnavailable,
 )
 from tests.elasticsearch.conftest import unit_vectors
 from tests.es_node import ESNode, ESNodeError, start_node
@@ -36,6 +41,7 @@ def _records(vectors: np.ndarray, prefix: str = "d") -> Iterator[IndexRecord]:
 
 
 # -- on the shared session node ------------------------------------------------------------------
+
 
 def test_600_byte_id_among_valid_documents_fails_alone(es_options, index_name):
     vectors = unit_vectors(21, 8)
@@ -52,11 +58,17 @@ def test_600_byte_id_among_valid_documents_fails_alone(es_options, index_name):
 def test_request_level_rejection_is_bisected_to_the_offender(es_client, es_options, index_name):
     """What ES itself does with a 600-byte id (a 400 for the WHOLE bulk) when no validation ran first."""
     ElasticsearchBackend.open(index_name, dim=8, **es_options)
-    docs = [Doc(f"d{i}", json.dumps({"embedding": unit_vectors(1, 8, seed=i)[0].tolist(), "content_hash": f"h{i}"}), f"h{i}")
-            for i in range(13)]
+    docs = [
+        Doc(
+            f"d{i}", json.dumps({"embedding": unit_vectors(1, 8, seed=i)[0].tolist(), "content_hash": f"h{i}"}), f"h{i}"
+        )
+        for i in range(13)
+    ]
     docs[9] = Doc(LONG_ID, docs[9].body, None)
     report = WriteReport()
-    BulkSender(es_client, index_name, BulkSettings(chunk_size=100), deadline=Deadline(60), where="test").send(docs, report)
+    BulkSender(es_client, index_name, BulkSettings(chunk_size=100), deadline=Deadline(60), where="test").send(
+        docs, report
+    )
     assert report.written == 12 and report.unknown == []
     [(failed_id, reason)] = report.failed
     assert failed_id == LONG_ID
@@ -68,8 +80,9 @@ def test_request_level_rejection_is_bisected_to_the_offender(es_client, es_optio
 def test_timed_out_writes_found_by_mget_are_written_not_failed(es_client, es_options, index_name):
     """Every bulk times out (refresh=wait_for, refreshes 2 min apart, 1.5 s request timeout) although ES
     stores the documents: only the mget reconciliation can tell, and it must say "written"."""
-    backend = ElasticsearchBackend.open(index_name, dim=8, refresh="wait_for", request_timeout=1.5, chunk_size=10,
-                                        bulk_max_retries=0, **es_options)
+    backend = ElasticsearchBackend.open(
+        index_name, dim=8, refresh="wait_for", request_timeout=1.5, chunk_size=10, bulk_max_retries=0, **es_options
+    )
     es_client.indices.put_settings(index=index_name, settings={"index": {"refresh_interval": "120s"}})
     started = time.monotonic()
     report = backend.add(_records(unit_vectors(20, 8)))
@@ -79,6 +92,7 @@ def test_timed_out_writes_found_by_mget_are_written_not_failed(es_client, es_opt
 
 
 # -- on a node of our own: killed, restarted, paused -------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def own_node() -> Iterator[ESNode]:
@@ -175,8 +189,9 @@ def test_stalled_node_without_deadline_gives_up_after_bounded_retries(node, inde
 
 def test_timeout_is_reconciled_not_called_a_failure(node, index_name):
     vectors = unit_vectors(30, 8)
-    backend = _backend(node, index_name, chunk_size=10, request_timeout=2, initial_backoff=0.5,
-                       bulk_max_retries=6, deadline=90)
+    backend = _backend(
+        node, index_name, chunk_size=10, request_timeout=2, initial_backoff=0.5, bulk_max_retries=6, deadline=90
+    )
 
     def stream() -> Iterator[IndexRecord]:
         for i, record in enumerate(_records(vectors)):
@@ -192,8 +207,9 @@ def test_timeout_is_reconciled_not_called_a_failure(node, index_name):
 
 
 @pytest.mark.slow  # a SIGKILL and a restart of the node: a minute or two
-def test_cli_node_killed_mid_run_then_rerun_resumes(node, tiny_model_dir: Path, tmp_path: Path, capsys,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_node_killed_mid_run_then_rerun_resumes(
+    node, tiny_model_dir: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ret2_plugin.app.cli import main
 
     monkeypatch.setenv("ELASTICSEARCH_USERNAME", node.username)
@@ -219,8 +235,21 @@ def test_cli_node_killed_mid_run_then_rerun_resumes(node, tiny_model_dir: Path, 
 
     feeder = threading.Thread(target=feed)
     feeder.start()
-    args = ["--backend", "elasticsearch", "--index", name, "--es-url", node.url, "--model", str(tiny_model_dir),
-            "--json", "--option", "initial_backoff=0.1", "--option", "bulk_max_retries=1"]
+    args = [
+        "--backend",
+        "elasticsearch",
+        "--index",
+        name,
+        "--es-url",
+        node.url,
+        "--model",
+        str(tiny_model_dir),
+        "--json",
+        "--option",
+        "initial_backoff=0.1",
+        "--option",
+        "bulk_max_retries=1",
+    ]
     code = main(["index", str(fifo), *args])
     feeder.join(timeout=60)
     out, err = capsys.readouterr()
@@ -233,9 +262,16 @@ def test_cli_node_killed_mid_run_then_rerun_resumes(node, tiny_model_dir: Path, 
     node.restart()
     assert main(["index", str(corpus), *args]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert (summary["unchanged"], summary["indexed"], summary["failed"], summary["count"]) == (256, 144, 0, 400)  # nothing re-embedded
+    assert (summary["unchanged"], summary["indexed"], summary["failed"], summary["count"]) == (
+        256,
+        144,
+        0,
+        400,
+    )  # nothing re-embedded
     client = node.client()
     client.indices.refresh(index=name)
-    ids = [h["_id"] for h in client.search(index=name, query={"match_all": {}}, size=1000, source=False)["hits"]["hits"]]
+    ids = [
+        h["_id"] for h in client.search(index=name, query={"match_all": {}}, size=1000, source=False)["hits"]["hits"]
+    ]
     assert len(ids) == 400 and set(ids) == {f"t{i}" for i in range(400)}
     client.indices.delete(index=name)

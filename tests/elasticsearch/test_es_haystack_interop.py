@@ -15,12 +15,16 @@ pytestmark = pytest.mark.integration
 
 def test_haystack_document_store_index_is_searchable(es_node, es_options, index_name):
     from haystack import Document
+
     from haystack_integrations.document_stores.elasticsearch import ElasticsearchDocumentStore
 
     vectors = unit_vectors(12, 16, seed=4)
-    store = ElasticsearchDocumentStore(hosts=es_node.url, index=index_name, basic_auth=es_node.basic_auth,
-                                       api_key=None, api_key_id=None)
-    docs = [Document(id=f"h{i}", content=f"note {i}", embedding=v.tolist(), meta={"page": i}) for i, v in enumerate(vectors)]
+    store = ElasticsearchDocumentStore(
+        hosts=es_node.url, index=index_name, basic_auth=es_node.basic_auth, api_key=None, api_key_id=None
+    )
+    docs = [
+        Document(id=f"h{i}", content=f"note {i}", embedding=v.tolist(), meta={"page": i}) for i, v in enumerate(vectors)
+    ]
     # The store's first call is `GET /` (client.info()), which the integ-test distribution does not serve
     # (its rest-root module is absent): hand the store a client and create its index with its own mapping.
     store._client = es_node.client()
@@ -49,8 +53,9 @@ def test_haystack_document_store_index_is_searchable(es_node, es_options, index_
 def _haystack_store(es_node, index_name):
     from haystack_integrations.document_stores.elasticsearch import ElasticsearchDocumentStore
 
-    store = ElasticsearchDocumentStore(hosts=es_node.url, index=index_name, basic_auth=es_node.basic_auth,
-                                       api_key=None, api_key_id=None)
+    store = ElasticsearchDocumentStore(
+        hosts=es_node.url, index=index_name, basic_auth=es_node.basic_auth, api_key=None, api_key_id=None
+    )
     store._client = es_node.client()  # the node lacks `GET /`, which the store calls first (see above)
     return store
 
@@ -63,9 +68,17 @@ def test_index_ret2_writes_is_read_by_elasticsearch_haystack(es_node, es_options
 
     vectors = unit_vectors(20, 16, seed=6)
     backend = ElasticsearchBackend.open(index_name, dim=16, index_type="flat", **es_options)
-    records = [IndexRecord(f"item-{i}", v, text=f"caption {i}", image=f"img/{i}.png" if i % 2 else None,
-                           meta={"source": "stamps" if i < 10 else "coins", "year": 1900 + i}, content_hash=f"h{i}")
-               for i, v in enumerate(vectors)]
+    records = [
+        IndexRecord(
+            f"item-{i}",
+            v,
+            text=f"caption {i}",
+            image=f"img/{i}.png" if i % 2 else None,
+            meta={"source": "stamps" if i < 10 else "coins", "year": 1900 + i},
+            content_hash=f"h{i}",
+        )
+        for i, v in enumerate(vectors)
+    ]
     assert backend.add(records).written == 20
     backend.persist()
     store = _haystack_store(es_node, index_name)
@@ -74,8 +87,13 @@ def test_index_ret2_writes_is_read_by_elasticsearch_haystack(es_node, es_options
     assert docs["item-3"].content == "caption 3" and docs["item-3"].meta["file_path"] == "img/3.png"
     assert docs["item-3"].meta["source"] == "stamps" and docs["item-3"].meta["year"] == 1903
     np.testing.assert_allclose(docs["item-3"].embedding, vectors[3], atol=1e-7)
-    coins_late = {"operator": "AND", "conditions": [{"field": "meta.source", "operator": "==", "value": "coins"},
-                                                    {"field": "meta.year", "operator": ">=", "value": 1915}]}
+    coins_late = {
+        "operator": "AND",
+        "conditions": [
+            {"field": "meta.source", "operator": "==", "value": "coins"},
+            {"field": "meta.year", "operator": ">=", "value": 1915},
+        ],
+    }
     assert sorted(d.id for d in store.filter_documents(coins_late)) == [f"item-{i}" for i in range(15, 20)]
     retriever = ElasticsearchEmbeddingRetriever(document_store=store, top_k=5)
     for q in (vectors[0], vectors[7] + 0.3 * vectors[8]):
@@ -96,11 +114,17 @@ def test_ret2_search_on_a_haystack_index_finds_the_true_neighbours(es_node, es_o
     vectors = rng.normal(size=(40, 24)).astype(np.float32) * rng.uniform(0.1, 10, size=(40, 1)).astype(np.float32)
     store = _haystack_store(es_node, index_name)
     mappings = {**store._default_mappings}
-    mappings["properties"] = {**mappings["properties"], "embedding": {**mappings["properties"]["embedding"],
-                                                                      "index_options": {"type": "flat"}}}
+    mappings["properties"] = {
+        **mappings["properties"],
+        "embedding": {**mappings["properties"]["embedding"], "index_options": {"type": "flat"}},
+    }
     store._client.indices.create(index=index_name, mappings=mappings)
-    store.write_documents([Document(id=f"h{i}", content=f"note {i}", embedding=v.tolist(), meta={"k": i % 3})
-                           for i, v in enumerate(vectors)])
+    store.write_documents(
+        [
+            Document(id=f"h{i}", content=f"note {i}", embedding=v.tolist(), meta={"k": i % 3})
+            for i, v in enumerate(vectors)
+        ]
+    )
     backend = ElasticsearchBackend.open(index_name, **es_options)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     for q in rng.normal(size=(5, 24)).astype(np.float32):
@@ -122,9 +146,15 @@ def test_documents_written_through_the_ret2_store_read_back_in_haystack(es_node,
     from haystack_integrations.document_stores.ret2 import ReT2DocumentStore
 
     ours = ReT2DocumentStore(backend="elasticsearch", location=index_name, backend_options={"client": es_client})
-    docs = [Document(id="img", blob=ByteStream(b"\x89PNG...", mime_type="image/png"), meta={"file_path": "a.png"},
-                     embedding=[0.1, 0.2, 0.30000000000000004, 4.0]),
-            Document(id="txt", content="no embedding", meta={"lang": "en"})]
+    docs = [
+        Document(
+            id="img",
+            blob=ByteStream(b"\x89PNG...", mime_type="image/png"),
+            meta={"file_path": "a.png"},
+            embedding=[0.1, 0.2, 0.30000000000000004, 4.0],
+        ),
+        Document(id="txt", content="no embedding", meta={"lang": "en"}),
+    ]
     assert ours.write_documents(docs) == 2
     theirs = {d.id: d for d in _haystack_store(es_node, index_name).filter_documents()}
     for doc in docs:
@@ -145,8 +175,12 @@ def test_hybrid_retriever_on_the_store(es_client, index_name):
     store = ReT2DocumentStore(backend="elasticsearch", location=index_name, backend_options={"client": es_client})
     texts = [f"plain note {i}" for i in range(30)]
     texts[17] = "penny black postage stamp"
-    store.write_documents([Document(id=f"d{i}", content=t, embedding=v.tolist()) for i, (t, v) in enumerate(zip(texts, vectors))])
-    hybrid = ReT2Retriever(document_store=store, top_k=3, hybrid=True).run(query_embedding=vectors[2].tolist(), query="penny black")
+    store.write_documents(
+        [Document(id=f"d{i}", content=t, embedding=v.tolist()) for i, (t, v) in enumerate(zip(texts, vectors))]
+    )
+    hybrid = ReT2Retriever(document_store=store, top_k=3, hybrid=True).run(
+        query_embedding=vectors[2].tolist(), query="penny black"
+    )
     ids = [d.id for d in hybrid["documents"]]
     assert "d2" in ids and "d17" in ids and all(0 < d.score <= 2 / 61 for d in hybrid["documents"])
     plain = ReT2Retriever(document_store=store, top_k=3).run(query_embedding=vectors[2].tolist(), query="penny black")

@@ -14,8 +14,14 @@ pytestmark = pytest.mark.integration
 
 def _records(vectors, prefix="d", text="v1"):
     for i, vector in enumerate(vectors):
-        yield IndexRecord(f"{prefix}{i}", vector, text=f"{text} {i}", image=f"img/{i}.png",
-                          meta={"k": i % 3, "tag": f"t{i % 2}"}, content_hash=f"{text}-{i}")
+        yield IndexRecord(
+            f"{prefix}{i}",
+            vector,
+            text=f"{text} {i}",
+            image=f"img/{i}.png",
+            meta={"k": i % 3, "tag": f"t{i % 2}"},
+            content_hash=f"{text}-{i}",
+        )
 
 
 def test_generator_is_streamed_in_chunks(es_client, es_options, index_name):
@@ -91,7 +97,17 @@ def test_delete_by_id_and_filter(es_options, index_name):
     assert backend.count({"k": 2}) == 0
     assert backend.delete(["d3"], filters={"tag": "t1"}) == 1 + 8  # d3 (k=0, t1) counted once
     assert backend.count() == 9
-    assert {r.id for r in backend.get([f"d{i}" for i in range(30)])} == {"d4", "d6", "d10", "d12", "d16", "d18", "d22", "d24", "d28"}
+    assert {r.id for r in backend.get([f"d{i}" for i in range(30)])} == {
+        "d4",
+        "d6",
+        "d10",
+        "d12",
+        "d16",
+        "d18",
+        "d22",
+        "d24",
+        "d28",
+    }
 
 
 def test_delete_refuses_a_bare_string_and_sees_unrefreshed_writes(es_options, index_name):
@@ -125,8 +141,9 @@ def test_reindex_keeps_vectors_and_swaps_alias(es_client, es_options, index_name
     assert mapping["properties"]["embedding"]["index_options"]["type"] == "int8_hnsw"
     assert new.info == {"model": "m1"} and new.count() == 80 == old.count()
     ids = [f"d{i}" for i in range(80)]
-    np.testing.assert_array_equal(np.stack([r.embedding for r in new.get(ids)]),
-                                  np.stack([r.embedding for r in old.get(ids)]))
+    np.testing.assert_array_equal(
+        np.stack([r.embedding for r in new.get(ids)]), np.stack([r.embedding for r in old.get(ids)])
+    )
     live = ElasticsearchBackend.open(f"{index_name}-live", dim=32, **es_options)
     assert live.search(vectors[5], top_k=1)[0].id == "d5"
     # a second reindex moves the alias (never two indexes behind it)

@@ -34,8 +34,10 @@ def test_mapping_from_dims_and_options(es_client, es_options, index_name):
     assert mapping["_meta"]["ret2"]["info"] == {"model": "tiny-ret2"}
     assert backend.info == {"model": "tiny-ret2"}
     # meta strings become keyword (exact filters), numbers double whatever the first value looked like
-    backend.add([IndexRecord("a", unit_vectors(1, 48)[0], meta={"source": "stamps", "year": 1990, "when": "2024-01-01"})],
-                refresh=True)
+    backend.add(
+        [IndexRecord("a", unit_vectors(1, 48)[0], meta={"source": "stamps", "year": 1990, "when": "2024-01-01"})],
+        refresh=True,
+    )
     meta = es_client.indices.get_mapping(index=index_name)[index_name]["mappings"]["properties"]
     assert meta["source"]["type"] == "keyword"
     assert meta["year"]["type"] == "double"
@@ -115,9 +117,15 @@ def test_unmanaged_vector_index_is_read_only(es_client, es_options, index_name):
     """An index made elsewhere (e.g. a Haystack document store: `embedding` + `content`) can be searched,
     but ret2 does not write into it."""
     vectors = unit_vectors(5, 8, seed=3)
-    es_client.indices.create(index=index_name, mappings={"properties": {
-        "embedding": {"type": "dense_vector", "dims": 8, "similarity": "cosine", "index": True},
-        "content": {"type": "text"}}})
+    es_client.indices.create(
+        index=index_name,
+        mappings={
+            "properties": {
+                "embedding": {"type": "dense_vector", "dims": 8, "similarity": "cosine", "index": True},
+                "content": {"type": "text"},
+            }
+        },
+    )
     for i, vector in enumerate(vectors):
         es_client.index(index=index_name, id=f"h{i}", document={"embedding": vector.tolist(), "content": f"c{i}"})
     es_client.indices.refresh(index=index_name)
@@ -135,21 +143,39 @@ def test_unmanaged_vector_index_is_read_only(es_client, es_options, index_name):
 
 def _v1_body(dim: int) -> dict:
     """The mapping ret2 wrote before layout v2 (`text`, `image`, `meta.*`, ES dot_product on unit vectors)."""
-    return {"dynamic": "strict", "date_detection": False,
-            "_meta": {"ret2": {"version": 1, "dim": dim, "multi_vector": False, "similarity": "cosine", "info": {}}},
-            "dynamic_templates": [{"meta_strings": {"path_match": "meta.*", "match_mapping_type": "string",
-                                                    "mapping": {"type": "keyword"}}}],
-            "properties": {"embedding": {"type": "dense_vector", "dims": dim, "index": True, "similarity": "dot_product",
-                                         "index_options": {"type": "flat"}},
-                           "text": {"type": "text"}, "image": {"type": "keyword", "index": False, "doc_values": False},
-                           "content_hash": {"type": "keyword"}, "meta": {"type": "object", "dynamic": True}}}
+    return {
+        "dynamic": "strict",
+        "date_detection": False,
+        "_meta": {"ret2": {"version": 1, "dim": dim, "multi_vector": False, "similarity": "cosine", "info": {}}},
+        "dynamic_templates": [
+            {"meta_strings": {"path_match": "meta.*", "match_mapping_type": "string", "mapping": {"type": "keyword"}}}
+        ],
+        "properties": {
+            "embedding": {
+                "type": "dense_vector",
+                "dims": dim,
+                "index": True,
+                "similarity": "dot_product",
+                "index_options": {"type": "flat"},
+            },
+            "text": {"type": "text"},
+            "image": {"type": "keyword", "index": False, "doc_values": False},
+            "content_hash": {"type": "keyword"},
+            "meta": {"type": "object", "dynamic": True},
+        },
+    }
 
 
 def test_layout_v1_index_still_works_and_reindexes_to_v2(es_client, es_options, index_name):
     vectors = unit_vectors(6, 8, seed=12)
     es_client.indices.create(index=index_name, mappings=_v1_body(8))
     old = ElasticsearchBackend.open(index_name, dim=8, **es_options)
-    assert old.add([IndexRecord(f"v{i}", v, text=f"t{i}", image="p.png", meta={"k": i % 2}) for i, v in enumerate(vectors)]).written == 6
+    assert (
+        old.add(
+            [IndexRecord(f"v{i}", v, text=f"t{i}", image="p.png", meta={"k": i % 2}) for i, v in enumerate(vectors)]
+        ).written
+        == 6
+    )
     source = es_client.get(index=index_name, id="v1")["_source"]
     assert source["text"] == "t1" and source["meta"] == {"k": 1}  # still written in its own layout
     assert [h.id for h in old.search(vectors[1], top_k=2, filters={"k": 1})][0] == "v1"

@@ -34,7 +34,9 @@ def test_maxsim_ranking_equals_numpy(es_options, index_name):
     query = _tokens(1, 4)[0]
     reference = maxsim(query, docs)
     odd = [i for i in np.argsort(-reference, kind="stable") if i % 2 == 1][:5]
-    assert [h.id for h in backend.search(query, top_k=5, filters={"odd": True}, rerank_candidates=N)] == [f"d{i}" for i in odd]
+    assert [h.id for h in backend.search(query, top_k=5, filters={"odd": True}, rerank_candidates=N)] == [
+        f"d{i}" for i in odd
+    ]
     # a MaxSim threshold keeps exactly the documents scoring above it
     cut = float(np.sort(reference)[::-1][3])
     assert [h.id for h in backend.search(query, top_k=10, similarity_threshold=cut, rerank_candidates=N)] == [
@@ -44,8 +46,9 @@ def test_maxsim_ranking_equals_numpy(es_options, index_name):
 
 def test_multivector_hybrid(es_options, index_name):
     docs = _tokens(20, 5)
-    backend = ElasticsearchBackend.open(index_name, dim=DIM, multi_vector=True, progress=True, refresh="wait_for",
-                                        **es_options)
+    backend = ElasticsearchBackend.open(
+        index_name, dim=DIM, multi_vector=True, progress=True, refresh="wait_for", **es_options
+    )
     texts = ["stamp album" if i == 13 else f"other {i}" for i in range(20)]
     backend.add(IndexRecord(f"d{i}", d, text=t) for i, (d, t) in enumerate(zip(docs, texts)))
     ids = [h.id for h in backend.search(docs[2], top_k=3, text="stamp album")]

@@ -32,7 +32,9 @@ def corpus():
 
 
 def _fill(backend: ElasticsearchBackend, vectors, metas) -> None:
-    report = backend.add(IndexRecord(f"d{i}", v, text=f"item {i}", meta=m) for i, (v, m) in enumerate(zip(vectors, metas)))
+    report = backend.add(
+        IndexRecord(f"d{i}", v, text=f"item {i}", meta=m) for i, (v, m) in enumerate(zip(vectors, metas))
+    )
     assert report.written == len(vectors) and report.failed == []
 
 
@@ -67,12 +69,27 @@ FILTERS = [
     {"field": "meta.even", "operator": "==", "value": False},
     {"field": "meta.color", "operator": "in", "value": ["green", "gold"]},
     {"field": "meta.n", "operator": ">=", "value": 100},
-    {"operator": "AND", "conditions": [
-        {"field": "meta.n", "operator": ">", "value": 50}, {"field": "meta.n", "operator": "<=", "value": 300}]},
-    {"operator": "OR", "conditions": [
-        {"field": "meta.color", "operator": "==", "value": "blue"}, {"field": "meta.n", "operator": "<", "value": 40}]},
-    {"operator": "NOT", "conditions": [
-        {"field": "meta.color", "operator": "==", "value": "red"}, {"field": "meta.even", "operator": "==", "value": True}]},
+    {
+        "operator": "AND",
+        "conditions": [
+            {"field": "meta.n", "operator": ">", "value": 50},
+            {"field": "meta.n", "operator": "<=", "value": 300},
+        ],
+    },
+    {
+        "operator": "OR",
+        "conditions": [
+            {"field": "meta.color", "operator": "==", "value": "blue"},
+            {"field": "meta.n", "operator": "<", "value": 40},
+        ],
+    },
+    {
+        "operator": "NOT",
+        "conditions": [
+            {"field": "meta.color", "operator": "==", "value": "red"},
+            {"field": "meta.even", "operator": "==", "value": True},
+        ],
+    },
     {"field": "meta.shelf", "operator": "!=", "value": "s3"},
     {"field": "meta.shelf", "operator": "not in", "value": ["s1", "s2"]},
     {"field": "meta.shelf", "operator": "==", "value": "s4"},
@@ -116,8 +133,13 @@ def test_prefilter_returns_top_k_for_a_rare_value(es_options, index_name, corpus
     vectors, metas, queries = corpus
     backend = ElasticsearchBackend.open(index_name, dim=DIM, index_type="int8_hnsw", **es_options)
     _fill(backend, vectors, metas)
-    rare = {"operator": "AND", "conditions": [
-        {"field": "meta.color", "operator": "==", "value": "red"}, {"field": "meta.n", "operator": "<", "value": 80}]}
+    rare = {
+        "operator": "AND",
+        "conditions": [
+            {"field": "meta.color", "operator": "==", "value": "red"},
+            {"field": "meta.n", "operator": "<", "value": 80},
+        ],
+    }
     assert backend.count(rare) == 20
     for query in queries[:5]:
         hits = backend.search(query, top_k=10, filters=rare)
@@ -141,7 +163,9 @@ def test_hybrid_rrf(es_client, es_options, index_name):
     for i in (7, 21, 40):
         texts[i] = f"penny black postage stamp {i}"
     backend = ElasticsearchBackend.open(index_name, dim=32, index_type="flat", **es_options)
-    backend.add([IndexRecord(f"d{i}", v, text=t, meta={"group": i % 2}) for i, (v, t) in enumerate(zip(vectors, texts))])
+    backend.add(
+        [IndexRecord(f"d{i}", v, text=t, meta={"group": i % 2}) for i, (v, t) in enumerate(zip(vectors, texts))]
+    )
     query = vectors[3]
     hits = backend.search(query, top_k=8, text="penny black stamp", rrf_k=60, rank_window=20)
     ids = [h.id for h in hits]

@@ -27,7 +27,9 @@ def test_options_from_env(clean_env):
     clean_env.setenv("ELASTICSEARCH_PASSWORD", "p")
     clean_env.setenv("ELASTICSEARCH_CA_CERTS", "/ca.pem")
     assert backend_options_from_args() == {
-        "hosts": ["https://a:9200", "https://b:9200"], "basic_auth": ("u", "p"), "ca_certs": "/ca.pem",
+        "hosts": ["https://a:9200", "https://b:9200"],
+        "basic_auth": ("u", "p"),
+        "ca_certs": "/ca.pem",
     }
     clean_env.setenv("ELASTICSEARCH_API_KEY", "k")
     assert backend_options_from_args()["api_key"] == "k" and "basic_auth" not in backend_options_from_args()
@@ -99,7 +101,8 @@ def test_none_filters_translate_as_haystack_reads_them():
     assert to_es_query({"field": "meta.a", "operator": "==", "value": None}) == missing
     assert to_es_query({"field": "meta.a", "operator": "!=", "value": None}) == {"bool": {"must_not": [missing]}}
     assert to_es_query({"field": "meta.a", "operator": "in", "value": [None, "x"]}) == {
-        "bool": {"should": [{"terms": {"a": ["x"]}}, missing], "minimum_should_match": 1}}
+        "bool": {"should": [{"terms": {"a": ["x"]}}, missing], "minimum_should_match": 1}
+    }
     # a range with None matches nothing, in the reference too
     assert to_es_query({"field": "meta.a", "operator": ">", "value": None}) == {"bool": {"must_not": {"match_all": {}}}}
     with pytest.raises(FilterError, match="ISO dates"):
@@ -134,6 +137,10 @@ def test_mapping_similarity_and_meta_templates():
     body = build_index_body(dim=4, multi_vector=False, similarity="dot_product", info=None)
     mappings = body["mappings"]
     assert mappings["properties"]["embedding"]["similarity"] == "max_inner_product"  # accepts non-unit vectors
-    assert build_index_body(dim=4, multi_vector=False, similarity="cosine", info=None)["mappings"]["properties"][
-        "embedding"]["similarity"] == "cosine"
+    assert (
+        build_index_body(dim=4, multi_vector=False, similarity="cosine", info=None)["mappings"]["properties"][
+            "embedding"
+        ]["similarity"]
+        == "cosine"
+    )
     assert mappings["date_detection"] is False

@@ -32,7 +32,11 @@ def test_record_encoder_applies_the_shared_embedding_and_meta_rules():
     source = encoder.source(IndexRecord("a", np.array([3.0, 0.0, 4.0]), meta={"k": 1}, content_hash="h"))
     np.testing.assert_allclose(source["embedding"], [0.6, 0.0, 0.8], rtol=1e-6)
     assert source["meta"] == {"k": 1} and source["content_hash"] == "h"
-    for bad, reason in ((np.zeros(3), "zero vector"), (np.array([1.0, np.nan, 0.0]), "NaN"), (np.ones(4), r"shape \(4,\)")):
+    for bad, reason in (
+        (np.zeros(3), "zero vector"),
+        (np.array([1.0, np.nan, 0.0]), "NaN"),
+        (np.ones(4), r"shape \(4,\)"),
+    ):
         with pytest.raises(ValueError, match=reason):
             encoder.source(IndexRecord("a", bad))
     with pytest.raises(ValueError, match="meta is not JSON-serialisable"):
@@ -75,13 +79,19 @@ def test_every_backend_refuses_a_600_byte_id_with_the_same_reason(tmp_path):
 
 
 def _encoders(dim: int) -> list[RecordEncoder]:
-    return [RecordEncoder(dim=dim, multi_vector=False, normalise_vectors=True),
-            LayoutEncoder(dim=dim, multi_vector=False, similarity="cosine")]
+    return [
+        RecordEncoder(dim=dim, multi_vector=False, normalise_vectors=True),
+        LayoutEncoder(dim=dim, multi_vector=False, similarity="cosine"),
+    ]
 
 
 @pytest.mark.parametrize("encoder", _encoders(3), ids=["v1", "v2"])
 def test_both_layouts_refuse_bad_records_with_the_shared_reasons(encoder):
-    for bad, reason in ((np.zeros(3), "zero vector"), (np.array([1.0, np.nan, 0.0]), "NaN"), (np.ones(4), r"shape \(4,\)")):
+    for bad, reason in (
+        (np.zeros(3), "zero vector"),
+        (np.array([1.0, np.nan, 0.0]), "NaN"),
+        (np.ones(4), r"shape \(4,\)"),
+    ):
         with pytest.raises(ValueError, match=reason):
             encoder.source(IndexRecord("a", bad))
     with pytest.raises(ValueError, match="meta is not JSON-serialisable"):
@@ -103,8 +113,15 @@ def test_layout_v2_document_fields_blob_and_embedding_round_trip():
     encoder = LayoutEncoder(dim=3, multi_vector=False, similarity="cosine")
     written = [3.0, 0.0, 4.0]
     blob = {"data": b"\x89PNG\x00\xff", "mime_type": "image/png", "meta": {"w": 2}}
-    record = IndexRecord("a", np.array(written), text="a heron", image="img/a.png", content_hash="h",
-                         meta={"file_path": "img/a.png", "k": [1, "x"]}, extra={"blob": blob, "embedding": written})
+    record = IndexRecord(
+        "a",
+        np.array(written),
+        text="a heron",
+        image="img/a.png",
+        content_hash="h",
+        meta={"file_path": "img/a.png", "k": [1, "x"]},
+        extra={"blob": blob, "embedding": written},
+    )
     source = encoder.source(record)
     assert source["id"] == "a" and source["content"] == "a heron" and source["file_path"] == "img/a.png"
     assert source["k"] == [1, "x"] and source["content_hash"] == "h" and "meta" not in source  # meta flattened

@@ -49,7 +49,9 @@ def test_pooled_output_is_normalised_without_a_flag(st_model) -> None:
     np.testing.assert_allclose(got, torch.nn.functional.normalize(raw, dim=-1).numpy(), atol=1e-6)
     features = module.prepare(["plain words"], task="document")
     with torch.inference_mode():
-        np.testing.assert_allclose(module(features, task="document")["sentence_embedding"].numpy(), raw.numpy(), atol=1e-6)
+        np.testing.assert_allclose(
+            module(features, task="document")["sentence_embedding"].numpy(), raw.numpy(), atol=1e-6
+        )
 
 
 def test_mixed_list_equals_each_item_alone(st_model, image_dir: Path) -> None:
@@ -90,7 +92,9 @@ def test_chat_message_maps_to_the_joint_item(st_model, image_dir: Path) -> None:
     # a system message is the ReT instruction on the query side
     system = {"role": "system", "content": "Find a picture of"}
     got_query = st_model.encode_query([[system, {"role": "user", "content": "a cat"}]], normalize_embeddings=True)
-    np.testing.assert_allclose(got_query, st_model.encode_query(["Find a picture of a cat"], normalize_embeddings=True), atol=1e-5)
+    np.testing.assert_allclose(
+        got_query, st_model.encode_query(["Find a picture of a cat"], normalize_embeddings=True), atol=1e-5
+    )
 
 
 def test_joint_item_is_one_embedding_distinct_from_its_parts(st_model, image_dir: Path) -> None:
@@ -115,7 +119,9 @@ def test_query_prompt_is_the_reT_instruction_prefix(tiny_model_dir: Path, st_mod
     with_prompts = load_encoder(tiny_model_dir, device="cpu", prompts={"query": "Find a picture of"})
     np.testing.assert_allclose(with_prompts.encode_query(["a cat"], normalize_embeddings=True), expected, atol=1e-6)
     np.testing.assert_allclose(
-        with_prompts.encode(["a cat"], prompt_name="query", task="query", normalize_embeddings=True), expected, atol=1e-6
+        with_prompts.encode(["a cat"], prompt_name="query", task="query", normalize_embeddings=True),
+        expected,
+        atol=1e-6,
     )
     assert not np.allclose(st_model.encode_query(["a cat"], normalize_embeddings=True), expected, atol=1e-4)
 
@@ -158,7 +164,9 @@ def test_int8_quantises_linear_layers_and_stays_close(tiny_model_dir: Path, st_m
     cosine = (got * ref).sum(axis=-1)
     assert cosine.min() > 0.95, cosine
     assert not np.allclose(got, ref, atol=1e-6)  # really a different (quantised) computation
-    assert next(load_encoder(tiny_model_dir, device="cpu", precision="bf16")[0].model.parameters()).dtype == torch.bfloat16
+    assert (
+        next(load_encoder(tiny_model_dir, device="cpu", precision="bf16")[0].model.parameters()).dtype == torch.bfloat16
+    )
 
 
 def test_prefetched_encode_serves_batches_and_matches(st_model, image_dir: Path, monkeypatch) -> None:

@@ -72,10 +72,14 @@ def test_content_hash_failures_are_value_errors_with_the_reason(tmp_path: Path, 
     assert Item(id="r", image=str(image_dir / "red.png")).content_hash() != here
 
 
-def test_haystack_document_embedder_takes_data_uris_under_a_root(tiny_model_dir: Path, image_dir: Path, st_model) -> None:
+def test_haystack_document_embedder_takes_data_uris_under_a_root(
+    tiny_model_dir: Path, image_dir: Path, st_model
+) -> None:
     from haystack_integrations.components.embedders.ret2 import ReT2DocumentEmbedder
 
-    embedder = ReT2DocumentEmbedder(model=str(tiny_model_dir), device="cpu", root_path=str(image_dir), progress_bar=False)
+    embedder = ReT2DocumentEmbedder(
+        model=str(tiny_model_dir), device="cpu", root_path=str(image_dir), progress_bar=False
+    )
     docs = [
         Document(id="uri", meta={"file_path": _data_uri(image_dir / "blue.png")}),
         Document(id="file", meta={"file_path": "blue.png"}),

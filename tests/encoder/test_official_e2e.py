@@ -30,7 +30,9 @@ def raw_input(item: dict[str, Any], side: str) -> Any:
     """The item as a user hands it to encode_*: a string, an image path, or a dict."""
     image = str(FIXTURE / item["image"]) if item.get("image") else None
     if side == "query" and item.get("instruction"):
-        return {k: v for k, v in {"text": item.get("text"), "image": image, "instruction": item["instruction"]}.items() if v}
+        return {
+            k: v for k, v in {"text": item.get("text"), "image": image, "instruction": item["instruction"]}.items() if v
+        }
     if item.get("text") and image:
         return {"text": item["text"], "image": image}
     return item.get("text") or image
@@ -106,11 +108,14 @@ class _Records(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-@pytest.mark.parametrize("folder", [
-    FIXTURE / "multivector" / "checkpoint",
-    FIXTURE / "pooled" / "checkpoint",
-    FIXTURE.parent / "official-ret-tiny" / "multivector" / "checkpoint",  # CLIP's special ids, 500-token vocab
-])
+@pytest.mark.parametrize(
+    "folder",
+    [
+        FIXTURE / "multivector" / "checkpoint",
+        FIXTURE / "pooled" / "checkpoint",
+        FIXTURE.parent / "official-ret-tiny" / "multivector" / "checkpoint",  # CLIP's special ids, 500-token vocab
+    ],
+)
 def test_loading_an_official_checkpoint_is_quiet(folder: Path) -> None:
     from transformers.utils import logging as hf_logging
 
@@ -165,20 +170,38 @@ def test_hub_ids_load_offline_from_the_hugging_face_cache(tmp_path: Path) -> Non
             config[side]["text_config"]["_name_or_path"] = "openai/clip-tiny-test"
             config[side]["vision_config"]["_name_or_path"] = "openai/clip-tiny-test"
 
-    _fake_hub_repo(cache, "aimagelab/ReT-tiny-multivector", [bare / "config.json", bare / "model.safetensors"], name_backbones)
+    _fake_hub_repo(
+        cache, "aimagelab/ReT-tiny-multivector", [bare / "config.json", bare / "model.safetensors"], name_backbones
+    )
     processor_files = [p for p in sorted(bare.iterdir()) if p.name not in ("config.json", "model.safetensors")]
     clip_config = tmp_path / "config.json"
     official = json.loads((bare / "config.json").read_text(encoding="utf-8"))["query_config"]
-    clip_config.write_text(json.dumps({"model_type": "clip", "text_config": official["text_config"],
-                                       "vision_config": official["vision_config"]}), encoding="utf-8")
+    clip_config.write_text(
+        json.dumps(
+            {"model_type": "clip", "text_config": official["text_config"], "vision_config": official["vision_config"]}
+        ),
+        encoding="utf-8",
+    )
     _fake_hub_repo(cache, "openai/clip-tiny-test", [*processor_files, clip_config])
 
-    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "HF_HOME": str(tmp_path / "hf")}
-    script = ("import sys; from ret2_plugin.app.cli import main; "
-              "sys.exit(main(['convert', 'aimagelab/ReT-tiny-pooled', sys.argv[1]]) "
-              "or main(['convert', 'aimagelab/ReT-tiny-multivector', sys.argv[2]]))")
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "a"), str(tmp_path / "b")], env=env,
-                          capture_output=True, text=True, timeout=600)
+    env = {
+        **__import__("os").environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(cache),
+        "HF_HOME": str(tmp_path / "hf"),
+    }
+    script = (
+        "import sys; from ret2_plugin.app.cli import main; "
+        "sys.exit(main(['convert', 'aimagelab/ReT-tiny-pooled', sys.argv[1]]) "
+        "or main(['convert', 'aimagelab/ReT-tiny-multivector', sys.argv[2]]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "a"), str(tmp_path / "b")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     for out, variant in ((tmp_path / "a", "pooled"), (tmp_path / "b", "multivector")):
         model = load_encoder(out, device="cpu")

@@ -68,7 +68,9 @@ def test_dense_with_torch_activation_loads(dense_folder: Path, no_prompt) -> Non
 
 
 @pytest.mark.parametrize("where", ["root", "dense"])
-def test_dense_activation_from_the_folder_is_refused_and_never_imported(dense_folder: Path, tmp_path: Path, where, no_prompt, monkeypatch) -> None:
+def test_dense_activation_from_the_folder_is_refused_and_never_imported(
+    dense_folder: Path, tmp_path: Path, where, no_prompt, monkeypatch
+) -> None:
     marker = tmp_path / "pwned"
     code_dir = dense_folder if where == "root" else _dense_config(dense_folder).parent
     (code_dir / "evil_activation.py").write_text(_payload(marker))
@@ -115,7 +117,9 @@ def _add_image_processor_auto_map(folder: Path, marker: Path) -> None:
 @pytest.mark.parametrize("kind", ["tokenizer", "image_processor"])
 @pytest.mark.parametrize("layout", ["st_folder", "model_dir"])
 @pytest.mark.parametrize("trust", [False, True])
-def test_auto_map_code_never_runs_nor_prompts(st_model, tiny_model_dir: Path, tmp_path: Path, kind, layout, trust, no_prompt) -> None:
+def test_auto_map_code_never_runs_nor_prompts(
+    st_model, tiny_model_dir: Path, tmp_path: Path, kind, layout, trust, no_prompt
+) -> None:
     folder = tmp_path / "m"
     if layout == "st_folder":
         st_model.save(str(folder))

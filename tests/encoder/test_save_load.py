@@ -23,12 +23,21 @@ def test_save_then_reload_gives_identical_vectors(st_model, image_dir: Path, tmp
     folder = tmp_path / "st"
     st_model.save(str(folder))
     assert json.loads((folder / "modules.json").read_text())[0]["type"] == "ret2_plugin.encoder.st_module.ReT2Encoder"
-    for name in ("ret2_config.json", "model.safetensors", "preprocessor_config.json", "tokenizer_config.json", "ret2_model_card.json"):
+    for name in (
+        "ret2_config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "tokenizer_config.json",
+        "ret2_model_card.json",
+    ):
         assert (folder / name).is_file(), name
     raw = _raw(image_dir)
     before_q = st_model.encode_query(raw, normalize_embeddings=True)
     before_d = st_model.encode_document(raw, normalize_embeddings=True)
-    for reloaded in (load_encoder(folder, device="cpu"), SentenceTransformer(str(folder), trust_remote_code=True, device="cpu")):
+    for reloaded in (
+        load_encoder(folder, device="cpu"),
+        SentenceTransformer(str(folder), trust_remote_code=True, device="cpu"),
+    ):
         assert isinstance(reloaded[0], ReT2Encoder)
         np.testing.assert_array_equal(reloaded.encode_query(raw, normalize_embeddings=True), before_q)
         np.testing.assert_array_equal(reloaded.encode_document(raw, normalize_embeddings=True), before_d)
@@ -58,7 +67,10 @@ def test_multi_vector_save_reloads_as_multi_vector_encoder(mv_model, tmp_path: P
     folder = tmp_path / "mv"
     mv_model.save(str(folder))
     before = mv_model.encode_document(["a red tile"], convert_to_numpy=True)[0]
-    for reloaded in (load_encoder(folder, device="cpu"), MultiVectorEncoder(str(folder), trust_remote_code=True, device="cpu")):
+    for reloaded in (
+        load_encoder(folder, device="cpu"),
+        MultiVectorEncoder(str(folder), trust_remote_code=True, device="cpu"),
+    ):
         assert isinstance(reloaded, MultiVectorEncoder)
         np.testing.assert_array_equal(reloaded.encode_document(["a red tile"], convert_to_numpy=True)[0], before)
 

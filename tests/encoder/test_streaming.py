@@ -20,9 +20,7 @@ def _corpus(image_dir: Path) -> list[Item]:
     for i in range(11):
         image = str(images[i % len(images)])
         kind = i % 3
-        items.append(
-            Item(id=f"d{i}", text=f"document {i}" if kind != 1 else None, image=image if kind != 0 else None)
-        )
+        items.append(Item(id=f"d{i}", text=f"document {i}" if kind != 1 else None, image=image if kind != 0 else None))
     return items
 
 
@@ -34,8 +32,12 @@ def test_stream_equals_encode(st_model, image_dir: Path, side: str) -> None:
     batches = list(iter_embeddings(st_model, iter(items), side=side, batch_size=4, num_workers=2))
     assert [len(b.items) for b in batches] == [4, 4, 3] and all(not b.errors for b in batches)
     got = np.concatenate([b.embeddings for b in batches])
-    raw = [{"text": i.text, "image": i.image, "instruction": i.instruction} if i.instruction else
-           {k: v for k, v in (("text", i.text), ("image", i.image)) if v is not None} for i in items]
+    raw = [
+        {"text": i.text, "image": i.image, "instruction": i.instruction}
+        if i.instruction
+        else {k: v for k, v in (("text", i.text), ("image", i.image)) if v is not None}
+        for i in items
+    ]
     method = st_model.encode_query if side == "query" else st_model.encode_document
     np.testing.assert_allclose(got, method(raw, normalize_embeddings=True), atol=1e-5)
     assert [i.id for b in batches for i in b.items] == [i.id for i in items]
@@ -103,7 +105,9 @@ def test_stream_applies_the_saved_document_prompt(tiny_model_dir: Path, tmp_path
     items = [Item(id="a", text="a red tile"), Item(id="b", text="the sea at night")]
     batches = list(iter_embeddings(model, items, batch_size=2))
     got = np.concatenate([b.embeddings for b in batches])
-    np.testing.assert_allclose(got, model.encode_document([i.text for i in items], normalize_embeddings=True), atol=1e-5)
+    np.testing.assert_allclose(
+        got, model.encode_document([i.text for i in items], normalize_embeddings=True), atol=1e-5
+    )
     plain = model.encode_document([i.text for i in items], prompt="", normalize_embeddings=True)
     assert not np.allclose(got, plain, atol=1e-4)  # the prompt really changed the vectors
     assert [i.text for b in batches for i in b.items] == ["a red tile", "the sea at night"]  # items as given

@@ -17,7 +17,9 @@ def records(vectors: np.ndarray, prefix: str = "d", **meta_fns) -> list[IndexRec
     out = []
     for i, v in enumerate(vectors):
         meta = {"i": i, "group": i % 3, **{k: fn(i) for k, fn in meta_fns.items()}}
-        out.append(IndexRecord(f"{prefix}{i}", v, text=f"text {i}", image=f"img/{i}.png", meta=meta, content_hash=f"h{i}"))
+        out.append(
+            IndexRecord(f"{prefix}{i}", v, text=f"text {i}", image=f"img/{i}.png", meta=meta, content_hash=f"h{i}")
+        )
     return out
 
 

@@ -14,8 +14,30 @@ from ret2_plugin.integrations.faiss.sqlfilter import Untranslatable, translate
 
 pytestmark = pytest.mark.unit
 
-VALUES = [None, True, False, 0, 1, 2, -3, 1.0, 2.5, "", "a", "b", "1", "ä", "[1,2]", "{\"x\":1}", [1, 2], {"x": 1},
-          "1969-07-21T20:17:40", "1969-07-21 20:17:40", "1972-12-11T19:54:58+00:00", "2001-01-01"]
+VALUES = [
+    None,
+    True,
+    False,
+    0,
+    1,
+    2,
+    -3,
+    1.0,
+    2.5,
+    "",
+    "a",
+    "b",
+    "1",
+    "ä",
+    "[1,2]",
+    '{"x":1}',
+    [1, 2],
+    {"x": 1},
+    "1969-07-21T20:17:40",
+    "1969-07-21 20:17:40",
+    "1972-12-11T19:54:58+00:00",
+    "2001-01-01",
+]
 KEYS = ["k", "n", "s", "weird.key"]
 
 
@@ -82,7 +104,12 @@ def test_sql_translation_agrees_with_matches(tmp_path):
 
 def test_hazardous_ordering_raises_like_matches(tmp_path):
     backend = FaissBackend.open(str(tmp_path / "ix"), dim=2)
-    backend.add([IndexRecord("a", np.ones(2, np.float32), meta={"v": 3}), IndexRecord("b", np.ones(2, np.float32), meta={"v": "x"})])
+    backend.add(
+        [
+            IndexRecord("a", np.ones(2, np.float32), meta={"v": 3}),
+            IndexRecord("b", np.ones(2, np.float32), meta={"v": "x"}),
+        ]
+    )
     with pytest.raises(FilterError, match="(?i)compare"):
         backend.count({"field": "meta.v", "operator": ">", "value": 1})
     assert backend.count({"field": "meta.v", "operator": "==", "value": 3}) == 1

@@ -82,13 +82,21 @@ def test_edited_manifest_is_refused(tmp_path: Path) -> None:
 def test_leftovers_of_a_crashed_save_are_cleaned_on_open(tmp_path: Path) -> None:
     loc = tmp_path / "ix"
     _saved(loc)
-    junk = ["index.9.faiss.tmp", "payload.9.sqlite.tmp", "payload.9.sqlite.tmp-journal", "index.9.faiss", "manifest.json.tmp"]
+    junk = [
+        "index.9.faiss.tmp",
+        "payload.9.sqlite.tmp",
+        "payload.9.sqlite.tmp-journal",
+        "index.9.faiss",
+        "manifest.json.tmp",
+    ]
     for name in junk:
         (loc / name).write_bytes(b"half written")
     (loc / "notes.txt").write_text("not ours")
     FaissBackend.open(str(loc)).close()
     manifest = files.read_manifest(loc)
-    assert sorted(os.listdir(loc)) == sorted([".lock", manifest["index_file"], "manifest.json", "notes.txt", manifest["payload_file"]])
+    assert sorted(os.listdir(loc)) == sorted(
+        [".lock", manifest["index_file"], "manifest.json", "notes.txt", manifest["payload_file"]]
+    )
 
 
 def test_leftovers_are_kept_while_another_process_is_saving(tmp_path: Path) -> None:
@@ -128,8 +136,14 @@ def test_save_past_the_file_size_limit_fails_cleanly(tmp_path: Path) -> None:
     _saved(loc)
     before = sorted(os.listdir(loc))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", FULL_DISK, str(loc), "60000"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(loc), "60000"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "IndexWriteError: saving" in proc.stdout and "File too large" in proc.stdout, proc.stdout
     assert "previous saved generation is intact" in proc.stdout

@@ -25,13 +25,23 @@ def _ids(backend: FaissBackend, query: np.ndarray, k: int = 10) -> list[str]:
     return [h.id for h in backend.search(query, top_k=k)]
 
 
-@pytest.mark.parametrize("index_type,multi", [("Flat", False), ("HNSW32", False), ("IVF8,PQ8x4", False), ("HNSW32", True)])
+@pytest.mark.parametrize(
+    "index_type,multi", [("Flat", False), ("HNSW32", False), ("IVF8,PQ8x4", False), ("HNSW32", True)]
+)
 def test_round_trip(tmp_path, index_type, multi):
     loc = str(tmp_path / "ix")
     data = unit(600, 16, seed=1)
     vectors = data.reshape(200, 3, 16) if multi else data
-    backend = FaissBackend.open(loc, dim=16, multi_vector=multi, index_type=index_type, info={"model": "tiny"},
-                                train_min=240, ef_search=40, exact_threshold=0)
+    backend = FaissBackend.open(
+        loc,
+        dim=16,
+        multi_vector=multi,
+        index_type=index_type,
+        info={"model": "tiny"},
+        train_min=240,
+        ef_search=40,
+        exact_threshold=0,
+    )
     backend.add(records(vectors))
     backend.delete(["d3", "d4"])
     query = vectors[10]
@@ -125,7 +135,9 @@ KILLER = textwrap.dedent(
 def test_process_killed_mid_save_leaves_previous_index(tmp_path, where):
     loc = str(tmp_path / "ix")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", KILLER, loc, where], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER, loc, where], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == -9, proc.stderr + proc.stdout
     backend = FaissBackend.open(loc)
     assert backend.count() == 40 and backend.get(["d1"]) and not backend.get(["late0"])
@@ -185,8 +197,12 @@ def test_corrupted_directories_give_clear_errors(tmp_path):
 def test_reopen_refuses_mismatches(tmp_path):
     loc = str(tmp_path / "ix")
     FaissBackend.open(loc, dim=8, index_type="HNSW32").close()
-    for kwargs, field in [({"dim": 16}, "dim"), ({"dim": 8, "multi_vector": True}, "multi_vector"),
-                          ({"dim": 8, "similarity": "dot_product"}, "similarity"), ({"index_type": "Flat"}, "index_type")]:
+    for kwargs, field in [
+        ({"dim": 16}, "dim"),
+        ({"dim": 8, "multi_vector": True}, "multi_vector"),
+        ({"dim": 8, "similarity": "dot_product"}, "similarity"),
+        ({"index_type": "Flat"}, "index_type"),
+    ]:
         with pytest.raises(IndexMismatchError, match=field):
             FaissBackend.open(loc, **kwargs)
     FaissBackend.open(loc, dim=8).close()  # matching arguments are fine

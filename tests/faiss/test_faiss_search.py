@@ -45,7 +45,9 @@ def test_hnsw_recall_at_10(tmp_path):
     backend = FaissBackend.open(str(tmp_path / "ix"), dim=32, index_type="HNSW32", ef_search=64, exact_threshold=0)
     backend.add(records(data))
     assert backend.active_index_type == "HNSW32"
-    recall = np.mean([len({h.id for h in backend.search(q, top_k=10)} & set(brute_force(data, q, 10))) / 10 for q in queries])
+    recall = np.mean(
+        [len({h.id for h in backend.search(q, top_k=10)} & set(brute_force(data, q, 10))) / 10 for q in queries]
+    )
     assert recall >= 0.95
 
 
@@ -59,7 +61,9 @@ def test_ivfpq_training_is_deferred_until_enough_vectors(tmp_path):
     backend.add([IndexRecord(f"d{i}", data[i], meta={"i": i}) for i in range(300, 1200)])
     assert backend.active_index_type == "IVF16,PQ16x4"
     assert backend.index.is_trained and backend.index.ntotal == 1200
-    recall = np.mean([len({h.id for h in backend.search(q, top_k=10)} & set(brute_force(data, q, 10))) / 10 for q in queries])
+    recall = np.mean(
+        [len({h.id for h in backend.search(q, top_k=10)} & set(brute_force(data, q, 10))) / 10 for q in queries]
+    )
     assert recall >= 0.85  # all 16 lists probed, hits re-scored exactly: only PQ candidate loss remains
     hits = backend.search(data[42], top_k=3)
     assert hits[0].id == "d42" and hits[0].score == pytest.approx(1.0, abs=1e-5)  # scores are exact
@@ -115,8 +119,13 @@ def test_filter_with_fewer_matches_than_top_k_and_logic(tmp_path):
     data = unit(300, 16, seed=11)
     backend = FaissBackend.open(str(tmp_path / "ix"), dim=16, index_type="HNSW32", exact_threshold=0)
     backend.add(records(data))
-    few = {"operator": "AND", "conditions": [{"field": "meta.i", "operator": "<", "value": 30},
-                                              {"field": "meta.group", "operator": "in", "value": [0, 2]}]}
+    few = {
+        "operator": "AND",
+        "conditions": [
+            {"field": "meta.i", "operator": "<", "value": 30},
+            {"field": "meta.group", "operator": "in", "value": [0, 2]},
+        ],
+    }
     hits = backend.search(data[0], top_k=50, filters=few)
     assert sorted(int(h.id[1:]) for h in hits) == [i for i in range(30) if i % 3 != 1]
     assert backend.search(data[0], top_k=5, filters={"group": 7}) == []
@@ -129,7 +138,9 @@ def _mv(n: int, k: int, dim: int, seed: int) -> np.ndarray:
 @pytest.mark.parametrize("exact_threshold", [2048, 0])  # exact pool scoring, and ANN candidates + re-ranking
 def test_multi_vector_maxsim_equals_numpy(tmp_path, exact_threshold):
     docs, query = _mv(60, 6, 16, seed=12), _mv(1, 4, 16, seed=13)[0]
-    backend = FaissBackend.open(str(tmp_path / "ix"), dim=16, multi_vector=True, exact_threshold=exact_threshold, candidates=400)
+    backend = FaissBackend.open(
+        str(tmp_path / "ix"), dim=16, multi_vector=True, exact_threshold=exact_threshold, candidates=400
+    )
     report = backend.add([IndexRecord(f"m{i}", docs[i], meta={"odd": i % 2}) for i in range(60)])
     assert report.written == 60 and backend.index.ntotal == 360
     expected = maxsim(query, docs)

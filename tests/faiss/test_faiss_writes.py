@@ -38,7 +38,9 @@ def test_delete_by_ids_and_filter_and_count(tmp_path):
     assert backend.count() == 18 and backend.index.ntotal == 18
     assert backend.delete(["d4"], filters={"field": "meta.i", "operator": ">", "value": 27}) == 3  # d4, d28, d29
     assert [r.id for r in backend.get(["d4", "d5", "d28"])] == ["d5"]
-    assert {h.id for h in backend.search(unit(1, 8, seed=3)[0], top_k=100)} == {r.id for r in backend.get([f"d{i}" for i in range(30)])}
+    assert {h.id for h in backend.search(unit(1, 8, seed=3)[0], top_k=100)} == {
+        r.id for r in backend.get([f"d{i}" for i in range(30)])
+    }
     assert backend.delete() == 0
     with pytest.raises(TypeError, match="sequence of ids"):
         backend.delete("d5")
@@ -64,17 +66,19 @@ def test_hnsw_deletes_are_tombstoned_then_compacted(tmp_path):
 def test_bad_records_are_reported_not_raised(tmp_path):
     backend = FaissBackend.open(str(tmp_path / "ix"), dim=4)
     good = unit(2, 4)
-    report = backend.add([
-        IndexRecord("ok1", good[0]),
-        IndexRecord("short", np.ones(3, np.float32)),
-        IndexRecord("multi", np.ones((2, 4), np.float32)),
-        IndexRecord("nan", np.array([1, np.nan, 0, 0], np.float32)),
-        IndexRecord("zero", np.zeros(4, np.float32)),
-        IndexRecord("ragged", [[1.0, 2.0], [1.0]]),
-        IndexRecord("meta", good[1], meta={"when": object()}),
-        IndexRecord("", good[1]),
-        IndexRecord("ok2", good[1]),
-    ])
+    report = backend.add(
+        [
+            IndexRecord("ok1", good[0]),
+            IndexRecord("short", np.ones(3, np.float32)),
+            IndexRecord("multi", np.ones((2, 4), np.float32)),
+            IndexRecord("nan", np.array([1, np.nan, 0, 0], np.float32)),
+            IndexRecord("zero", np.zeros(4, np.float32)),
+            IndexRecord("ragged", [[1.0, 2.0], [1.0]]),
+            IndexRecord("meta", good[1], meta={"when": object()}),
+            IndexRecord("", good[1]),
+            IndexRecord("ok2", good[1]),
+        ]
+    )
     assert report.written == 2
     reasons = dict(report.failed)
     assert set(reasons) == {"short", "multi", "nan", "zero", "ragged", "meta", ""}
@@ -112,7 +116,10 @@ def test_failed_batch_is_reported_and_nothing_stored_is_lost(tmp_path, monkeypat
     monkeypatch.setattr(backend_module, "faiss_ids", fail_on_add)
     report = backend.add([IndexRecord("d3", data[20], text="replacement"), IndexRecord("brand-new", data[20])])
     assert report.written == 0
-    assert sorted(report.failed) == [("brand-new", "write failed: MemoryError: out of memory"), ("d3", "write failed: MemoryError: out of memory")]
+    assert sorted(report.failed) == [
+        ("brand-new", "write failed: MemoryError: out of memory"),
+        ("d3", "write failed: MemoryError: out of memory"),
+    ]
     assert backend.count() == 20 and backend.index.ntotal == 20 and not backend.get(["brand-new"])
     hit = backend.search(data[3], top_k=1)[0]
     assert hit.id == "d3" and hit.text == "text 3" and hit.score == pytest.approx(1.0, abs=1e-5)

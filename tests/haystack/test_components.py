@@ -38,7 +38,12 @@ def memory_location(request: pytest.FixtureRequest) -> Iterator[str]:
 def populated(memory_location: str) -> str:
     writer = ReT2DocumentWriter(backend="memory", location=memory_location)
     docs = [
-        Document(id="red", content="red", embedding=_unit(1, 0, 0), meta={"kind": "colour", "warm": True, "file_path": "red.png"}),
+        Document(
+            id="red",
+            content="red",
+            embedding=_unit(1, 0, 0),
+            meta={"kind": "colour", "warm": True, "file_path": "red.png"},
+        ),
         Document(id="green", content="green", embedding=_unit(0, 1, 0), meta={"kind": "colour", "warm": False}),
         Document(id="tree", content="tree", embedding=_unit(0.3, 1, 0), meta={"kind": "plant", "warm": False}),
     ]
@@ -47,10 +52,22 @@ def populated(memory_location: str) -> str:
 
 
 def test_types_name_the_haystack_integrations_namespace() -> None:
-    assert ReT2DocumentEmbedder(model="m").to_dict()["type"] == "haystack_integrations.components.embedders.ret2.ReT2DocumentEmbedder"
-    assert ReT2QueryEmbedder(model="m").to_dict()["type"] == "haystack_integrations.components.embedders.ret2.ReT2QueryEmbedder"
-    assert ReT2Retriever(location="x").to_dict()["type"] == "haystack_integrations.components.retrievers.ret2.ReT2Retriever"
-    assert ReT2DocumentWriter(location="x").to_dict()["type"] == "haystack_integrations.components.writers.ret2.ReT2DocumentWriter"
+    assert (
+        ReT2DocumentEmbedder(model="m").to_dict()["type"]
+        == "haystack_integrations.components.embedders.ret2.ReT2DocumentEmbedder"
+    )
+    assert (
+        ReT2QueryEmbedder(model="m").to_dict()["type"]
+        == "haystack_integrations.components.embedders.ret2.ReT2QueryEmbedder"
+    )
+    assert (
+        ReT2Retriever(location="x").to_dict()["type"]
+        == "haystack_integrations.components.retrievers.ret2.ReT2Retriever"
+    )
+    assert (
+        ReT2DocumentWriter(location="x").to_dict()["type"]
+        == "haystack_integrations.components.writers.ret2.ReT2DocumentWriter"
+    )
 
 
 def test_init_is_keyword_only() -> None:
@@ -63,10 +80,18 @@ def test_init_is_keyword_only() -> None:
 @pytest.mark.parametrize(
     "component",
     [
-        ReT2DocumentEmbedder(model="some/model", device="cpu", root_path="/data", batch_size=4, progress_bar=False, raise_on_failure=True),
+        ReT2DocumentEmbedder(
+            model="some/model", device="cpu", root_path="/data", batch_size=4, progress_bar=False, raise_on_failure=True
+        ),
         ReT2QueryEmbedder(model="some/model", instruction="Find the bird.", normalize_embeddings=False),
-        ReT2Retriever(backend="memory", location="loc", filters={"field": "meta.k", "operator": "==", "value": 1}, top_k=3,
-                      filter_policy="merge", score_threshold=0.2),
+        ReT2Retriever(
+            backend="memory",
+            location="loc",
+            filters={"field": "meta.k", "operator": "==", "value": 1},
+            top_k=3,
+            filter_policy="merge",
+            score_threshold=0.2,
+        ),
         ReT2DocumentWriter(backend="memory", location="loc", similarity="cosine"),
     ],
     ids=lambda c: type(c).__name__,
@@ -85,9 +110,17 @@ def test_retriever_filter_policy_round_trips_as_enum() -> None:
 
 def test_env_secret_serialises_as_env_var_name_and_resolves_at_warm_up(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RET2_TEST_ES_PASSWORD", "s3cr3t-value")
-    retriever = ReT2Retriever(backend="elasticsearch", location="idx", backend_options={"password": Secret.from_env_var("RET2_TEST_ES_PASSWORD"), "hosts": "http://h"})
+    retriever = ReT2Retriever(
+        backend="elasticsearch",
+        location="idx",
+        backend_options={"password": Secret.from_env_var("RET2_TEST_ES_PASSWORD"), "hosts": "http://h"},
+    )
     data = retriever.to_dict()
-    assert data["init_parameters"]["backend_options"]["password"] == {"type": "env_var", "env_vars": ["RET2_TEST_ES_PASSWORD"], "strict": True}
+    assert data["init_parameters"]["backend_options"]["password"] == {
+        "type": "env_var",
+        "env_vars": ["RET2_TEST_ES_PASSWORD"],
+        "strict": True,
+    }
     assert "s3cr3t-value" not in repr(data)
     clone = ReT2Retriever.from_dict(data)
     assert isinstance(clone.backend_options["password"], Secret)
@@ -95,10 +128,14 @@ def test_env_secret_serialises_as_env_var_name_and_resolves_at_warm_up(monkeypat
 
 
 def test_token_secret_refuses_to_serialise() -> None:
-    retriever = ReT2Retriever(backend="elasticsearch", location="idx", backend_options={"api_key": Secret.from_token("tok-123")})
+    retriever = ReT2Retriever(
+        backend="elasticsearch", location="idx", backend_options={"api_key": Secret.from_token("tok-123")}
+    )
     with pytest.raises(ValueError, match="Cannot serialize token-based secret"):
         retriever.to_dict()
-    writer = ReT2DocumentWriter(backend="elasticsearch", location="idx", backend_options={"api_key": Secret.from_token("tok-123")})
+    writer = ReT2DocumentWriter(
+        backend="elasticsearch", location="idx", backend_options={"api_key": Secret.from_token("tok-123")}
+    )
     with pytest.raises(ValueError, match="Cannot serialize token-based secret"):
         writer.to_dict()
 
@@ -133,7 +170,9 @@ def test_query_embedder_validates_inputs_before_loading_a_model() -> None:
 
 
 def test_retriever_returns_documents_with_scores_and_meta(populated: str) -> None:
-    docs = ReT2Retriever(backend="memory", location=populated, top_k=2).run(query_embedding=_unit(1, 0.1, 0))["documents"]
+    docs = ReT2Retriever(backend="memory", location=populated, top_k=2).run(query_embedding=_unit(1, 0.1, 0))[
+        "documents"
+    ]
     assert [d.id for d in docs] == ["red", "tree"]
     assert docs[0].content == "red" and docs[0].meta == {"kind": "colour", "warm": True, "file_path": "red.png"}
     assert docs[0].score > docs[1].score
@@ -192,8 +231,12 @@ def test_retriever_merge_policy_normalises_shorthand_filters(populated: str) -> 
     query = _unit(1, 0.2, 0)
     merge = ReT2Retriever(backend="memory", location=populated, filters={"warm": False}, filter_policy="merge")
     assert [d.id for d in merge.run(query_embedding=query, filters={"kind": "colour"})["documents"]] == ["green"]
-    canonical = ReT2Retriever(backend="memory", location=populated, filter_policy="merge",
-                              filters={"field": "meta.kind", "operator": "==", "value": "colour"})
+    canonical = ReT2Retriever(
+        backend="memory",
+        location=populated,
+        filter_policy="merge",
+        filters={"field": "meta.kind", "operator": "==", "value": "colour"},
+    )
     assert [d.id for d in canonical.run(query_embedding=query, filters={"warm": False})["documents"]] == ["green"]
     assert merge.to_dict()["init_parameters"]["filters"] == {"warm": False}  # serialised as given
 
@@ -210,7 +253,9 @@ def test_hosts_with_a_password_are_refused(hosts: object) -> None:
     with pytest.raises(ValueError, match="password") as info:
         ReT2DocumentWriter(backend="elasticsearch", location="idx", backend_options={"hosts": hosts})
     assert "hunter2" not in str(info.value)
-    assert ReT2Retriever(backend="elasticsearch", location="idx", backend_options={"hosts": "https://es:9200"}).to_dict()
+    assert ReT2Retriever(
+        backend="elasticsearch", location="idx", backend_options={"hosts": "https://es:9200"}
+    ).to_dict()
 
 
 def test_writer_close_releases_the_backend(memory_location: str) -> None:

@@ -31,9 +31,15 @@ def es_index(es_node: Any) -> Iterator[str]:
 
 
 def test_elasticsearch_document_store_interop(
-    es_node: Any, es_index: str, tiny_model_dir: Path, corpus_dir: Path, corpus_docs: list[Document], monkeypatch: pytest.MonkeyPatch
+    es_node: Any,
+    es_index: str,
+    tiny_model_dir: Path,
+    corpus_dir: Path,
+    corpus_docs: list[Document],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from elasticsearch import Elasticsearch
+
     from haystack_integrations.components.retrievers.elasticsearch import ElasticsearchEmbeddingRetriever
     from haystack_integrations.document_stores.elasticsearch import ElasticsearchDocumentStore
 
@@ -41,7 +47,9 @@ def test_elasticsearch_document_store_interop(
     # integ-test-zip test node lacks (405); check the connection with a real cluster-health call instead.
     monkeypatch.setattr(Elasticsearch, "info", lambda self, **kwargs: self.cluster.health())
 
-    store = ElasticsearchDocumentStore(hosts=es_node.url, index=es_index, basic_auth=es_node.basic_auth, api_key=None, api_key_id=None)
+    store = ElasticsearchDocumentStore(
+        hosts=es_node.url, index=es_index, basic_auth=es_node.basic_auth, api_key=None, api_key_id=None
+    )
     try:
         model = str(tiny_model_dir)
         indexing = indexing_pipeline(model, corpus_dir, DocumentWriter(document_store=store))
@@ -51,22 +59,38 @@ def test_elasticsearch_document_store_interop(
         for q, expected in QUERIES:
             docs = ask(query, corpus_dir, q)
             assert docs[0].id == expected, (q, [d.id for d in docs])
-        only_joint = ask(query, corpus_dir, QUERIES[0][0], filters={"field": "meta.kind", "operator": "==", "value": "joint"})
+        only_joint = ask(
+            query, corpus_dir, QUERIES[0][0], filters={"field": "meta.kind", "operator": "==", "value": "joint"}
+        )
         assert {d.id for d in only_joint} == {"j-green", "j-gradient"}
     finally:
         store.close()
 
 
 def test_ret2_components_on_the_elasticsearch_backend(
-    es_node: Any, es_index: str, tiny_model_dir: Path, corpus_dir: Path, corpus_docs: list[Document], monkeypatch: pytest.MonkeyPatch
+    es_node: Any,
+    es_index: str,
+    tiny_model_dir: Path,
+    corpus_dir: Path,
+    corpus_docs: list[Document],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("RET2_TEST_ES_PASSWORD", es_node.password)
-    options = {"hosts": es_node.url, "username": es_node.username, "password": Secret.from_env_var("RET2_TEST_ES_PASSWORD"), "refresh": "wait_for"}
+    options = {
+        "hosts": es_node.url,
+        "username": es_node.username,
+        "password": Secret.from_env_var("RET2_TEST_ES_PASSWORD"),
+        "refresh": "wait_for",
+    }
     model = str(tiny_model_dir)
-    indexing = indexing_pipeline(model, corpus_dir, ReT2DocumentWriter(backend="elasticsearch", location=es_index, backend_options=options))
+    indexing = indexing_pipeline(
+        model, corpus_dir, ReT2DocumentWriter(backend="elasticsearch", location=es_index, backend_options=options)
+    )
     assert indexing.run({"embedder": {"documents": corpus_docs}})["writer"]["documents_written"] == 6
     assert es_node.password not in indexing.dumps()
-    query = query_pipeline(model, ReT2Retriever(backend="elasticsearch", location=es_index, backend_options=options, top_k=3))
+    query = query_pipeline(
+        model, ReT2Retriever(backend="elasticsearch", location=es_index, backend_options=options, top_k=3)
+    )
     assert es_node.password not in query.dumps() and "RET2_TEST_ES_PASSWORD" in query.dumps()
     for q, expected in QUERIES:
         docs = ask(query, corpus_dir, q)

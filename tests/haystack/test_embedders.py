@@ -32,8 +32,12 @@ def _doc_vectors(encoder: Any, inputs: list[dict[str, Any]]) -> np.ndarray:
     return encoder.encode_document(inputs, normalize_embeddings=True, convert_to_numpy=True)
 
 
-def test_document_embedder_embeds_every_modality(tiny_model_dir: Path, corpus_dir: Path, corpus_docs: list[Document], encoder: Any) -> None:
-    embedder = ReT2DocumentEmbedder(model=str(tiny_model_dir), device="cpu", root_path=str(corpus_dir), progress_bar=False)
+def test_document_embedder_embeds_every_modality(
+    tiny_model_dir: Path, corpus_dir: Path, corpus_docs: list[Document], encoder: Any
+) -> None:
+    embedder = ReT2DocumentEmbedder(
+        model=str(tiny_model_dir), device="cpu", root_path=str(corpus_dir), progress_bar=False
+    )
     result = embedder.run(corpus_docs)
     assert result["failed_documents"] == []
     docs = result["documents"]
@@ -60,22 +64,30 @@ def test_document_embedder_embeds_every_modality(tiny_model_dir: Path, corpus_di
 
 
 def test_text_that_looks_like_a_file_name_stays_text(tiny_model_dir: Path, encoder: Any) -> None:
-    docs = ReT2DocumentEmbedder(model=str(tiny_model_dir), progress_bar=False).run([Document(id="f", content="holiday.png")])
+    docs = ReT2DocumentEmbedder(model=str(tiny_model_dir), progress_bar=False).run(
+        [Document(id="f", content="holiday.png")]
+    )
     assert docs["failed_documents"] == []
     assert docs["documents"][0].meta["embedding_source"] == "text"
-    np.testing.assert_allclose(docs["documents"][0].embedding, _doc_vectors(encoder, [{"text": "holiday.png"}])[0], atol=1e-5)
+    np.testing.assert_allclose(
+        docs["documents"][0].embedding, _doc_vectors(encoder, [{"text": "holiday.png"}])[0], atol=1e-5
+    )
 
 
 def test_non_image_blob_is_not_an_image_input(tiny_model_dir: Path, encoder: Any) -> None:
     doc = Document(id="pdf", content="converted text", blob=ByteStream(b"%PDF-1.7 ...", mime_type="application/pdf"))
     result = ReT2DocumentEmbedder(model=str(tiny_model_dir), progress_bar=False).run([doc])
     assert result["failed_documents"] == [] and result["documents"][0].meta["embedding_source"] == "text"
-    np.testing.assert_allclose(result["documents"][0].embedding, _doc_vectors(encoder, [{"text": "converted text"}])[0], atol=1e-5)
+    np.testing.assert_allclose(
+        result["documents"][0].embedding, _doc_vectors(encoder, [{"text": "converted text"}])[0], atol=1e-5
+    )
 
 
 def test_batches_give_the_same_vectors(tiny_model_dir: Path, corpus_dir: Path, corpus_docs: list[Document]) -> None:
     small = ReT2DocumentEmbedder(model=str(tiny_model_dir), root_path=str(corpus_dir), batch_size=2, progress_bar=False)
-    large = ReT2DocumentEmbedder(model=str(tiny_model_dir), root_path=str(corpus_dir), batch_size=64, progress_bar=False)
+    large = ReT2DocumentEmbedder(
+        model=str(tiny_model_dir), root_path=str(corpus_dir), batch_size=64, progress_bar=False
+    )
     a = np.asarray([d.embedding for d in small.run(corpus_docs)["documents"]])
     b = np.asarray([d.embedding for d in large.run(corpus_docs)["documents"]])
     np.testing.assert_allclose(a, b, atol=1e-5)
@@ -100,8 +112,12 @@ def _bad_docs(corpus_dir: Path) -> list[Document]:
     ]
 
 
-def test_bad_documents_are_reported_not_dropped(tiny_model_dir: Path, corpus_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    embedder = ReT2DocumentEmbedder(model=str(tiny_model_dir), root_path=str(corpus_dir), batch_size=3, progress_bar=False)
+def test_bad_documents_are_reported_not_dropped(
+    tiny_model_dir: Path, corpus_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    embedder = ReT2DocumentEmbedder(
+        model=str(tiny_model_dir), root_path=str(corpus_dir), batch_size=3, progress_bar=False
+    )
     with caplog.at_level(logging.WARNING):
         result = embedder.run(_bad_docs(corpus_dir))
     assert [d.id for d in result["documents"]] == ["good"]
@@ -118,8 +134,12 @@ def test_bad_documents_are_reported_not_dropped(tiny_model_dir: Path, corpus_dir
         assert f"document {doc_id} not embedded" in caplog.text
 
 
-def test_one_corrupt_image_does_not_cost_its_batch(tiny_model_dir: Path, corpus_dir: Path, corpus_docs: list[Document]) -> None:
-    embedder = ReT2DocumentEmbedder(model=str(tiny_model_dir), root_path=str(corpus_dir), batch_size=2, progress_bar=False)
+def test_one_corrupt_image_does_not_cost_its_batch(
+    tiny_model_dir: Path, corpus_dir: Path, corpus_docs: list[Document]
+) -> None:
+    embedder = ReT2DocumentEmbedder(
+        model=str(tiny_model_dir), root_path=str(corpus_dir), batch_size=2, progress_bar=False
+    )
     clean = embedder.run(corpus_docs)["documents"]
     corrupt = Document(id="corrupt", content="caption", meta={"file_path": "img/corrupt.png"})
     result = embedder.run([*corpus_docs[:3], corrupt, *corpus_docs[3:]])
@@ -130,8 +150,12 @@ def test_one_corrupt_image_does_not_cost_its_batch(tiny_model_dir: Path, corpus_
 
 
 def test_raise_on_failure_names_every_failed_document(tiny_model_dir: Path, corpus_dir: Path) -> None:
-    embedder = ReT2DocumentEmbedder(model=str(tiny_model_dir), root_path=str(corpus_dir), raise_on_failure=True, progress_bar=False)
-    with pytest.raises(DocumentEmbeddingError, match=r"6 of 7 documents not embedded: missing: .*escape: .*outside root_path"):
+    embedder = ReT2DocumentEmbedder(
+        model=str(tiny_model_dir), root_path=str(corpus_dir), raise_on_failure=True, progress_bar=False
+    )
+    with pytest.raises(
+        DocumentEmbeddingError, match=r"6 of 7 documents not embedded: missing: .*escape: .*outside root_path"
+    ):
         embedder.run(_bad_docs(corpus_dir))
 
 
@@ -179,7 +203,9 @@ def test_query_image_errors_name_the_source(tiny_model_dir: Path, corpus_dir: Pa
         embedder.run(text="x", image=str(corpus_dir / "img" / "nope.png"))
 
 
-def test_warm_up_is_idempotent_and_async_matches_sync(tiny_model_dir: Path, corpus_dir: Path, corpus_docs: list[Document]) -> None:
+def test_warm_up_is_idempotent_and_async_matches_sync(
+    tiny_model_dir: Path, corpus_dir: Path, corpus_docs: list[Document]
+) -> None:
     doc_embedder = ReT2DocumentEmbedder(model=str(tiny_model_dir), root_path=str(corpus_dir), progress_bar=False)
     doc_embedder.warm_up()
     loaded = doc_embedder._encoder
@@ -190,18 +216,25 @@ def test_warm_up_is_idempotent_and_async_matches_sync(tiny_model_dir: Path, corp
     np.testing.assert_allclose([d.embedding for d in sync], [d.embedding for d in async_docs], atol=1e-6)
     query_embedder = ReT2QueryEmbedder(model=str(tiny_model_dir))
     np.testing.assert_allclose(
-        asyncio.run(query_embedder.run_async(text="heron"))["embedding"], query_embedder.run(text="heron")["embedding"], atol=1e-6
+        asyncio.run(query_embedder.run_async(text="heron"))["embedding"],
+        query_embedder.run(text="heron")["embedding"],
+        atol=1e-6,
     )
 
 
 def test_multi_vector_models_are_refused_with_a_clear_error(tiny_v1_model_dir: Path) -> None:
-    for component in (ReT2DocumentEmbedder(model=str(tiny_v1_model_dir)), ReT2QueryEmbedder(model=str(tiny_v1_model_dir))):
+    for component in (
+        ReT2DocumentEmbedder(model=str(tiny_v1_model_dir)),
+        ReT2QueryEmbedder(model=str(tiny_v1_model_dir)),
+    ):
         with pytest.raises(ValueError, match="multi-vector .*ReT v1.*single-vector ReT-2"):
             component.warm_up()
         assert component._encoder is None
 
 
-def test_haystack_3_conventions_image_content_device_and_meta_fields(tiny_model_dir: Path, corpus_dir: Path, encoder: Any) -> None:
+def test_haystack_3_conventions_image_content_device_and_meta_fields(
+    tiny_model_dir: Path, corpus_dir: Path, encoder: Any
+) -> None:
     """ImageContent queries, ComponentDevice, file_path_meta_field and meta_fields_to_embed, as in
     Haystack's own embedders."""
     import base64
@@ -212,21 +245,33 @@ def test_haystack_3_conventions_image_content_device_and_meta_fields(tiny_model_
     path = corpus_dir / "img" / "gradient.png"
     query = ReT2QueryEmbedder(model=str(tiny_model_dir), device=ComponentDevice.from_str("cpu"))
     content = ImageContent(base64_image=base64.b64encode(path.read_bytes()).decode(), mime_type="image/png")
-    np.testing.assert_allclose(query.run(image=content)["embedding"], query.run(image=str(path))["embedding"], atol=1e-5)
+    np.testing.assert_allclose(
+        query.run(image=content)["embedding"], query.run(image=str(path))["embedding"], atol=1e-5
+    )
     data = query.to_dict()
     assert data["init_parameters"]["device"] == {"type": "single", "device": "cpu"}
     assert ReT2QueryEmbedder.from_dict(data).device == ComponentDevice.from_str("cpu")
     legacy = {**data, "init_parameters": {**data["init_parameters"], "device": "cpu"}}  # older pipelines: a string
     assert ReT2QueryEmbedder.from_dict(legacy).device == ComponentDevice.from_str("cpu")
 
-    embedder = ReT2DocumentEmbedder(model=str(tiny_model_dir), device="cpu", root_path=str(corpus_dir), progress_bar=False,
-                                    file_path_meta_field="image_path", meta_fields_to_embed=["title", "absent"])
-    docs = [Document(id="a", content="a colour gradient", meta={"title": "Ramp", "image_path": "img/gradient.png"}),
-            Document(id="b", content="just text", meta={"file_path": "img/red.png"})]  # not the configured field
+    embedder = ReT2DocumentEmbedder(
+        model=str(tiny_model_dir),
+        device="cpu",
+        root_path=str(corpus_dir),
+        progress_bar=False,
+        file_path_meta_field="image_path",
+        meta_fields_to_embed=["title", "absent"],
+    )
+    docs = [
+        Document(id="a", content="a colour gradient", meta={"title": "Ramp", "image_path": "img/gradient.png"}),
+        Document(id="b", content="just text", meta={"file_path": "img/red.png"}),
+    ]  # not the configured field
     out = embedder.run(docs)
     assert out["failed_documents"] == []
     got = {d.id: d for d in out["documents"]}
     assert got["a"].meta["embedding_source"] == "text+image" and got["b"].meta["embedding_source"] == "text"
-    expected = _doc_vectors(encoder, [{"text": "Ramp\na colour gradient", "image": Image.open(path)}, {"text": "just text"}])
+    expected = _doc_vectors(
+        encoder, [{"text": "Ramp\na colour gradient", "image": Image.open(path)}, {"text": "just text"}]
+    )
     np.testing.assert_allclose([got["a"].embedding, got["b"].embedding], expected, atol=1e-5)
     assert ReT2DocumentEmbedder.from_dict(embedder.to_dict()).to_dict() == embedder.to_dict()

@@ -37,7 +37,9 @@ QUERIES = [
 
 def indexing_pipeline(model: str, root: Path, writer: Any) -> Pipeline:
     pipe = Pipeline()
-    pipe.add_component("embedder", ReT2DocumentEmbedder(model=model, root_path=str(root), batch_size=4, progress_bar=False))
+    pipe.add_component(
+        "embedder", ReT2DocumentEmbedder(model=model, root_path=str(root), batch_size=4, progress_bar=False)
+    )
     pipe.add_component("writer", writer)
     pipe.connect("embedder.documents", "writer.documents")
     return pipe
@@ -65,7 +67,9 @@ def location(request: pytest.FixtureRequest) -> Iterator[str]:
     InMemoryBackend.drop(name)
 
 
-def test_ret2_backend_pipelines(tiny_model_dir: Path, corpus_dir: Path, corpus_docs: list[Document], location: str) -> None:
+def test_ret2_backend_pipelines(
+    tiny_model_dir: Path, corpus_dir: Path, corpus_docs: list[Document], location: str
+) -> None:
     model = str(tiny_model_dir)
     indexing = indexing_pipeline(model, corpus_dir, ReT2DocumentWriter(backend="memory", location=location))
     written = indexing.run({"embedder": {"documents": corpus_docs}})
@@ -79,7 +83,9 @@ def test_ret2_backend_pipelines(tiny_model_dir: Path, corpus_dir: Path, corpus_d
         assert [d.score for d in docs] == sorted((d.score for d in docs), reverse=True)
     top = ask(query, corpus_dir, {"image": "img/red.png"})[0]
     assert top.meta["file_path"] == "img/red.png" and top.meta["embedding_source"] == "image" and top.content is None
-    only_text = ask(query, corpus_dir, {"image": "img/red.png"}, filters={"field": "meta.kind", "operator": "==", "value": "text"})
+    only_text = ask(
+        query, corpus_dir, {"image": "img/red.png"}, filters={"field": "meta.kind", "operator": "==", "value": "text"}
+    )
     assert {d.id for d in only_text} == {"t-heron", "t-stamp"}
 
 
@@ -96,7 +102,9 @@ def test_in_memory_document_store_interop(tiny_model_dir: Path, corpus_dir: Path
         assert docs[0].score == pytest.approx(1.0, abs=1e-4)
 
 
-def test_faiss_backend_pipelines(tiny_model_dir: Path, corpus_dir: Path, corpus_docs: list[Document], tmp_path: Path) -> None:
+def test_faiss_backend_pipelines(
+    tiny_model_dir: Path, corpus_dir: Path, corpus_docs: list[Document], tmp_path: Path
+) -> None:
     pytest.importorskip("faiss")
     model, location = str(tiny_model_dir), str(tmp_path / "faiss-index")
     indexing = indexing_pipeline(model, corpus_dir, ReT2DocumentWriter(backend="faiss", location=location))
@@ -124,7 +132,9 @@ print(json.dumps({"written": written, "types": sorted({type(c).__module__ for _,
 """
 
 
-def test_yaml_round_trip_in_a_fresh_process(tiny_model_dir: Path, corpus_dir: Path, corpus_docs: list[Document], tmp_path: Path, location: str) -> None:
+def test_yaml_round_trip_in_a_fresh_process(
+    tiny_model_dir: Path, corpus_dir: Path, corpus_docs: list[Document], tmp_path: Path, location: str
+) -> None:
     model = str(tiny_model_dir)
     indexing = indexing_pipeline(model, corpus_dir, ReT2DocumentWriter(backend="memory", location=location))
     query = query_pipeline(model, ReT2Retriever(backend="memory", location=location, top_k=3, filter_policy="merge"))
@@ -134,15 +144,34 @@ def test_yaml_round_trip_in_a_fresh_process(tiny_model_dir: Path, corpus_dir: Pa
     (tmp_path / "index.yaml").write_text(index_yaml)
     (tmp_path / "query.yaml").write_text(query_yaml)
     text_docs = [{"id": d.id, "content": d.content, "meta": d.meta} for d in corpus_docs if d.blob is None]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HAYSTACK_DESERIALIZATION") and k != "HAYSTACK_UNSAFE_DESERIALIZATION"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("HAYSTACK_DESERIALIZATION") and k != "HAYSTACK_UNSAFE_DESERIALIZATION"
+    }
     child = subprocess.run(
-        [sys.executable, "-c", YAML_CHILD, str(tmp_path / "index.yaml"), str(tmp_path / "query.yaml"), json.dumps(text_docs), "a green square"],
-        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            sys.executable,
+            "-c",
+            YAML_CHILD,
+            str(tmp_path / "index.yaml"),
+            str(tmp_path / "query.yaml"),
+            json.dumps(text_docs),
+            "a green square",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert child.returncode == 0, child.stderr[-3000:]
     out = json.loads(child.stdout.strip().splitlines()[-1])
     assert out["written"] == len(text_docs)
-    assert out["types"] == ["haystack_integrations.components.embedders.ret2", "haystack_integrations.components.retrievers.ret2"]
+    assert out["types"] == [
+        "haystack_integrations.components.embedders.ret2",
+        "haystack_integrations.components.retrievers.ret2",
+    ]
     # the same pipelines in this process give the same ranking and scores
     indexing.run({"embedder": {"documents": [d for d in corpus_docs if d.blob is None]}})
     here = query.run({"query_embedder": {"text": "a green square"}})["retriever"]["documents"]
@@ -151,7 +180,9 @@ def test_yaml_round_trip_in_a_fresh_process(tiny_model_dir: Path, corpus_dir: Pa
     assert Pipeline.loads(query_yaml).to_dict() == query.to_dict()
 
 
-def test_async_pipeline_run_matches_sync(tiny_model_dir: Path, corpus_dir: Path, corpus_docs: list[Document], location: str) -> None:
+def test_async_pipeline_run_matches_sync(
+    tiny_model_dir: Path, corpus_dir: Path, corpus_docs: list[Document], location: str
+) -> None:
     """Haystack 3 pipelines run components' `run_async` through `Pipeline.run_async`."""
     import asyncio
 

@@ -22,7 +22,7 @@ def _config(**overrides) -> ReT2Config:
 def _mha(mha: torch.nn.MultiheadAttention, q, k, v, heads: int, additive=None) -> torch.Tensor:
     """Multi-head attention by hand from the module's packed weights."""
     w_q, w_k, w_v = mha.in_proj_weight.chunk(3)
-    b_q, b_k, b_v = (mha.in_proj_bias.chunk(3) if mha.in_proj_bias is not None else (0, 0, 0))
+    b_q, b_k, b_v = mha.in_proj_bias.chunk(3) if mha.in_proj_bias is not None else (0, 0, 0)
     n, lq, h = q.shape
     d = h // heads
 
@@ -50,8 +50,16 @@ def _by_hand(cell: ReTCell, state, text, attn, vision, m_t, m_v, use_tanh=False)
     c_v = _mha(cell.vision_xa, x_hat, v, v, 2)
     mt, mv = m_t[:, None, None], m_v[:, None, None]
     lin = torch.nn.functional.linear
-    i_t = torch.sigmoid(lin(c_t, cell.text_input_gate_w.weight, cell.text_input_gate_w.bias) + cell.input_gate_bias_prior) * mt
-    i_v = torch.sigmoid(lin(c_v, cell.vision_input_gate_w.weight, cell.vision_input_gate_w.bias) + cell.input_gate_bias_prior) * mv
+    i_t = (
+        torch.sigmoid(lin(c_t, cell.text_input_gate_w.weight, cell.text_input_gate_w.bias) + cell.input_gate_bias_prior)
+        * mt
+    )
+    i_v = (
+        torch.sigmoid(
+            lin(c_v, cell.vision_input_gate_w.weight, cell.vision_input_gate_w.bias) + cell.input_gate_bias_prior
+        )
+        * mv
+    )
     f = torch.sigmoid(
         mt * lin(c_t, cell.text_forget_gate_w.weight, cell.text_forget_gate_w.bias)
         + mv * lin(c_v, cell.vision_forget_gate_w.weight, cell.vision_forget_gate_w.bias)

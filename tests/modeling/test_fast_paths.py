@@ -36,7 +36,14 @@ def _batch(n: int = 3, seq: int = 9) -> dict[str, torch.Tensor]:
 def test_tapped_hooks_equal_output_hidden_states(tower: str) -> None:
     text, vision = _towers()
     if tower == "bert":
-        text = dict(model_type="bert", hidden_size=32, intermediate_size=64, num_hidden_layers=5, num_attention_heads=2, vocab_size=200)
+        text = dict(
+            model_type="bert",
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=5,
+            num_attention_heads=2,
+            vocab_size=200,
+        )
     model = build_backbone(vision if tower == "vision" else text).eval()
     batch = _batch()
     if tower == "bert":
@@ -44,7 +51,10 @@ def test_tapped_hooks_equal_output_hidden_states(tower: str) -> None:
     layers = [0, 2, 3]  # stops after block 3 of 5-6
     with torch.inference_mode():
         if tower == "vision":
-            full, tapped = vision_hidden_states(model, batch["pixel_values"]), vision_hidden_states(model, batch["pixel_values"], layers)
+            full, tapped = (
+                vision_hidden_states(model, batch["pixel_values"]),
+                vision_hidden_states(model, batch["pixel_values"], layers),
+            )
         else:
             args = (model, batch["input_ids"], batch["attention_mask"])
             full, tapped = text_hidden_states(*args), text_hidden_states(*args, layers)
@@ -52,14 +62,27 @@ def test_tapped_hooks_equal_output_hidden_states(tower: str) -> None:
     for i in layers:
         torch.testing.assert_close(tapped[i], full[i], rtol=0, atol=0)
     with torch.enable_grad():  # with autograd on, the plain path (hooks would re-fire in checkpointed backward)
-        assert isinstance(vision_hidden_states(model, batch["pixel_values"], layers) if tower == "vision"
-                          else text_hidden_states(model, batch["input_ids"], batch["attention_mask"], layers), tuple)
+        assert isinstance(
+            vision_hidden_states(model, batch["pixel_values"], layers)
+            if tower == "vision"
+            else text_hidden_states(model, batch["input_ids"], batch["attention_mask"], layers),
+            tuple,
+        )
 
 
 def _cell(**overrides) -> ReTCell:
     text, vision = _towers()
-    config = ReT2Config.ret_v1(text, vision, hidden_size=64, num_queries=4, input_gate_bias_prior=0.5,
-                               forget_gate_bias_prior=-0.5, dropout_p=0.0, attention_dropout=0.0, **overrides)
+    config = ReT2Config.ret_v1(
+        text,
+        vision,
+        hidden_size=64,
+        num_queries=4,
+        input_gate_bias_prior=0.5,
+        forget_gate_bias_prior=-0.5,
+        dropout_p=0.0,
+        attention_dropout=0.0,
+        **overrides,
+    )
     torch.manual_seed(0)
     return ReTCell(config)
 
@@ -88,8 +111,16 @@ def test_inference_cell_equals_training_cell(use_tanh: bool) -> None:
 def test_fast_forward_equals_reference_forward(tmp_path) -> None:
     """Whole model: hooks + fast cell (inference mode) vs output_hidden_states + MultiheadAttention."""
     text, vision = _towers()
-    config = ReT2Config.ret_v1(text, vision, hidden_size=64, num_queries=4, text_layers=[0, 2, 4], vision_layers=[1, 2, 3],
-                               dropout_p=0.0, attention_dropout=0.0)
+    config = ReT2Config.ret_v1(
+        text,
+        vision,
+        hidden_size=64,
+        num_queries=4,
+        text_layers=[0, 2, 4],
+        vision_layers=[1, 2, 3],
+        dropout_p=0.0,
+        attention_dropout=0.0,
+    )
     torch.manual_seed(0)
     model = ReT2Model(config)
     batch = _batch()
@@ -111,7 +142,9 @@ def test_from_pretrained_builds_on_meta_and_assigns(tmp_path) -> None:
     assert all(p.requires_grad for p in loaded.fusion_parameters())
     batch = _batch()
     with torch.inference_mode():
-        torch.testing.assert_close(loaded.forward_features("query", **batch), model.forward_features("query", **batch), rtol=0, atol=0)
+        torch.testing.assert_close(
+            loaded.forward_features("query", **batch), model.forward_features("query", **batch), rtol=0, atol=0
+        )
     # A plain (non-deferred) model still copies into its own parameters.
     other = ReT2Model(model.config)
     before = other.query_fusion.late_proj.weight

@@ -60,7 +60,8 @@ def test_missing_text_ignores_tokens_entirely(ret2) -> None:
     a = model.forward_features("document", **batch)
     other_text = processor([Item(text="lorem ipsum dolor", image=Image.new("RGB", (8, 8), "red"))] * 2)
     b = model.forward_features(
-        "document", **dict(other_text, pixel_values=batch["pixel_values"], text_mask=torch.zeros(2), image_mask=torch.ones(2))
+        "document",
+        **dict(other_text, pixel_values=batch["pixel_values"], text_mask=torch.zeros(2), image_mask=torch.ones(2)),
     )
     torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
@@ -112,7 +113,7 @@ def test_weights_that_do_not_fit_are_refused(tmp_path: Path, ret2) -> None:
     cfg = json.loads((tmp_path / "ret2_config.json").read_text())
     cfg["num_queries"] = 3
     (tmp_path / "ret2_config.json").write_text(json.dumps(cfg))
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="weights do not fit the config"):
         ReT2Model.from_pretrained(tmp_path)
 
 
@@ -123,7 +124,12 @@ def test_layer_presets_and_ret2_taps() -> None:
     assert three_taps(12) == [0, 5, 11]
     text, vision = clip_tower_configs(layers=6)
     cfg = ReT2Config.ret2(text, vision)
-    assert (cfg.text_layers, cfg.vision_layers, cfg.share_query_document, cfg.multi_vector) == ([0, 2, 5], [0, 2, 5], True, False)
+    assert (cfg.text_layers, cfg.vision_layers, cfg.share_query_document, cfg.multi_vector) == (
+        [0, 2, 5],
+        [0, 2, 5],
+        True,
+        False,
+    )
     with pytest.raises(ValueError, match="does not exist"):
         ReT2Config(text_config=text, vision_config=vision, layer_strategy="clip_vit_b", hidden_size=64)
     with pytest.raises(ValueError, match="same length"):

@@ -70,8 +70,16 @@ def write_official_checkpoint(folder: Path, model: ReT2Model, text: dict, vision
 def official(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReT2Model]:
     text, vision = clip_tower_configs(width=32, layers=12, heads=2)
     torch.manual_seed(3)
-    source = ReT2Model(ReT2Config(text_config=text, vision_config=vision, layer_strategy="clip_vit_b",
-                                  input_gate_bias_prior=0.5, forget_gate_bias_prior=-0.5, **FUSION)).eval()
+    source = ReT2Model(
+        ReT2Config(
+            text_config=text,
+            vision_config=vision,
+            layer_strategy="clip_vit_b",
+            input_gate_bias_prior=0.5,
+            forget_gate_bias_prior=-0.5,
+            **FUSION,
+        )
+    ).eval()
     folder = tmp_path_factory.mktemp("official")
     write_official_checkpoint(folder, source, text, vision)
     clip_tokenizer().save_pretrained(str(folder))
@@ -95,7 +103,9 @@ def test_official_checkpoint_loads_to_identical_outputs(official) -> None:
     items = [Item(text="a photo of a cat", image=Image.new("RGB", (50, 40), "orange")), Item(text="just words")]
     for side in ("query", "document"):
         batch = processor(items, side=side)
-        torch.testing.assert_close(loaded.forward_features(side, **batch), source.forward_features(side, **batch), atol=0, rtol=0)
+        torch.testing.assert_close(
+            loaded.forward_features(side, **batch), source.forward_features(side, **batch), atol=0, rtol=0
+        )
     assert loaded.query_fusion.ret_cell.input_gate_bias_prior.item() == 0.5
 
 
@@ -105,13 +115,21 @@ def test_forward_composes_the_towers_as_the_official_model(official) -> None:
     processor = ReT2Processor.from_pretrained(folder)
     batch = processor([Item(text="two words", image=Image.new("RGB", (32, 32), "red"))], side="document")
     fusion = source.document_fusion
-    texts = source.text_backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True).hidden_states[1:]
+    texts = source.text_backbone(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True
+    ).hidden_states[1:]
     visions = source.vision_backbone(pixel_values=batch["pixel_values"], output_hidden_states=True).hidden_states[1:]
     padding = (1.0 - batch["attention_mask"].float()) * torch.finfo(torch.float32).min
     state = fusion.ret_cell.query_hidden_states.expand(1, -1, -1)
     for step in range(12):
-        state = fusion.ret_cell(state, fusion.text_adapter[step](texts[step]), padding,
-                                fusion.vision_adapter[step](visions[step]), torch.ones(1), torch.ones(1))
+        state = fusion.ret_cell(
+            state,
+            fusion.text_adapter[step](texts[step]),
+            padding,
+            fusion.vision_adapter[step](visions[step]),
+            torch.ones(1),
+            torch.ones(1),
+        )
     expected = fusion.late_proj(state)
     torch.testing.assert_close(source.forward_features("document", **batch), expected)
 
@@ -147,6 +165,8 @@ def test_hub_id_resolves_from_the_local_hub_cache_offline(official, tmp_path: Pa
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     loaded = ReT2Model.from_pretrained("aimagelab/ReT-tiny")
-    torch.testing.assert_close(loaded.state_dict()["query_fusion.late_proj.weight"], source.state_dict()["query_fusion.late_proj.weight"])
+    torch.testing.assert_close(
+        loaded.state_dict()["query_fusion.late_proj.weight"], source.state_dict()["query_fusion.late_proj.weight"]
+    )
     with pytest.raises(FileNotFoundError, match="could not be fetched"):
         ReT2Model.from_pretrained("aimagelab/not-cached")

@@ -67,11 +67,21 @@ def test_every_weight_comes_from_the_checkpoint(loaded) -> None:
     checkpoint = load_file(str(FIXTURE / variant / "checkpoint" / "model.safetensors"))
     ours = model.own_state_dict()
     assert len(ours) == len(checkpoint)
-    torch.testing.assert_close(ours["text_backbone.embeddings.token_embedding.weight"],
-                               checkpoint["query_model.text_model.text_model.embeddings.token_embedding.weight"], atol=0, rtol=0)
-    torch.testing.assert_close(ours["document_fusion.ret_cell.query_hidden_states"],
-                               checkpoint["passage_model.ret_cell.query_hidden_states"], atol=0, rtol=0)
-    torch.testing.assert_close(ours["query_fusion.late_proj.weight"], checkpoint["query_model.late_proj.weight"], atol=0, rtol=0)
+    torch.testing.assert_close(
+        ours["text_backbone.embeddings.token_embedding.weight"],
+        checkpoint["query_model.text_model.text_model.embeddings.token_embedding.weight"],
+        atol=0,
+        rtol=0,
+    )
+    torch.testing.assert_close(
+        ours["document_fusion.ret_cell.query_hidden_states"],
+        checkpoint["passage_model.ret_cell.query_hidden_states"],
+        atol=0,
+        rtol=0,
+    )
+    torch.testing.assert_close(
+        ours["query_fusion.late_proj.weight"], checkpoint["query_model.late_proj.weight"], atol=0, rtol=0
+    )
 
 
 def _copy_with(tmp_path: Path, edit) -> Path:

@@ -19,7 +19,9 @@ cli = pytest.importorskip("ret2_plugin.app.cli")
 pytestmark = pytest.mark.unit
 
 
-def test_ret2_plugins_lists_the_plugin_and_its_distribution(load_plugins_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ret2_plugins_lists_the_plugin_and_its_distribution(
+    load_plugins_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     load_plugins_env.delenv("RET2_LOAD_PLUGINS", raising=False)
     assert cli.main(["plugins", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
@@ -55,12 +57,37 @@ def test_ret2_index_and_search_on_the_plugin_backend(
     )
     location = f"cli-toy-{tmp_path.name}"
     try:
-        assert cli.main(["index", str(corpus), "--index", location, "--backend", "toy", "--model", str(tiny_model_dir), "--json"]) == 0
+        assert (
+            cli.main(
+                [
+                    "index",
+                    str(corpus),
+                    "--index",
+                    location,
+                    "--backend",
+                    "toy",
+                    "--model",
+                    str(tiny_model_dir),
+                    "--json",
+                ]
+            )
+            == 0
+        )
         assert json.loads(capsys.readouterr().out)["count"] == 3
-        assert cli.main(["search", "--index", location, "--backend", "toy", "--text", "a great blue heron", "-k", "2", "--json"]) == 0
+        assert (
+            cli.main(
+                ["search", "--index", location, "--backend", "toy", "--text", "a great blue heron", "-k", "2", "--json"]
+            )
+            == 0
+        )
         results = json.loads(capsys.readouterr().out)["results"]
         assert results[0]["id"] == "heron" and len(results) == 2
-        assert cli.main(["search", "--index", location, "--backend", "toy", "--image", str(tmp_path / "red.png"), "--json"]) == 0
+        assert (
+            cli.main(
+                ["search", "--index", location, "--backend", "toy", "--image", str(tmp_path / "red.png"), "--json"]
+            )
+            == 0
+        )
         assert json.loads(capsys.readouterr().out)["results"][0]["id"] == "red"
     finally:
         InMemoryBackend.drop(location)
@@ -76,7 +103,9 @@ def test_ret2_index_and_search_with_a_plugin_encoder(
     texts = {"heron": "a great blue heron", "stamp": "an old postage stamp", "red": "red colour"}
     corpus.write_text("\n".join(json.dumps({"id": k, "text": v}) for k, v in texts.items()) + "\n")
     index = tmp_path / "idx"
-    assert cli.main(["index", str(corpus), "--index", str(index), "--encoder", "toy-bow", "--model", "7", "--json"]) == 0
+    assert (
+        cli.main(["index", str(corpus), "--index", str(index), "--encoder", "toy-bow", "--model", "7", "--json"]) == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["count"] == 3 and summary["model"] == "7"
     from ret2_plugin.search import open_index
@@ -93,15 +122,24 @@ def test_ret2_index_and_search_with_a_plugin_encoder(
     assert cli.main(["index", str(corpus), "--index", str(tmp_path / "other"), "--encoder", "toy-bow"]) != 0
 
 
-def test_unknown_encoder_lists_the_registered_ones(load_plugins_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_encoder_lists_the_registered_ones(
+    load_plugins_env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     load_plugins_env.delenv("RET2_LOAD_PLUGINS", raising=False)
     (tmp_path / "c.jsonl").write_text('{"id": "a", "text": "a"}\n')
-    assert cli.main(["index", str(tmp_path / "c.jsonl"), "--index", str(tmp_path / "i"), "--encoder", "nope", "--model", "x"]) == 2
+    assert (
+        cli.main(
+            ["index", str(tmp_path / "c.jsonl"), "--index", str(tmp_path / "i"), "--encoder", "nope", "--model", "x"]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "unknown encoder 'nope'" in err and "toy-bow" in err and "ret2" in err
 
 
-def test_unknown_backend_on_the_command_line_lists_plugins(load_plugins_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_backend_on_the_command_line_lists_plugins(
+    load_plugins_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     load_plugins_env.delenv("RET2_LOAD_PLUGINS", raising=False)
     assert cli.main(["search", "--index", "x", "--backend", "nope", "--text", "q"]) == 2
     err = capsys.readouterr().err
@@ -115,5 +153,7 @@ def test_installed_ret2_command_lists_the_plugin(toy_site: Path) -> None:
         pytest.skip("ret2 console script not installed")
     env = {k: v for k, v in os.environ.items() if k != "RET2_LOAD_PLUGINS"}
     env["PYTHONPATH"] = str(toy_site)
-    out = subprocess.run([str(ret2), "plugins", "--json"], env=env, capture_output=True, text=True, check=True, timeout=120)
+    out = subprocess.run(
+        [str(ret2), "plugins", "--json"], env=env, capture_output=True, text=True, check=True, timeout=120
+    )
     assert json.loads(out.stdout)["index_backends"]["toy"] == "toy-ret2-backend 0.1.0"

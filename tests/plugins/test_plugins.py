@@ -119,7 +119,12 @@ def test_haystack_retriever_uses_plugin_backend_by_name(load_plugins_env: pytest
         assert [d.id for d in docs] == ["green", "tree"]
         assert docs[0].score == pytest.approx(1.0, abs=1e-5)
         filtered = pipe.run(
-            {"retriever": {"query_embedding": _unit([1, 0.1, 0]).tolist(), "filters": {"field": "meta.kind", "operator": "==", "value": "colour"}}}
+            {
+                "retriever": {
+                    "query_embedding": _unit([1, 0.1, 0]).tolist(),
+                    "filters": {"field": "meta.kind", "operator": "==", "value": "colour"},
+                }
+            }
         )["retriever"]["documents"]
         assert [d.id for d in filtered] == ["red", "green"]
         assert filtered[0].meta == {"kind": "colour", "file_path": "red.png"}
@@ -137,15 +142,21 @@ def _fresh_env(toy_site: Path, **extra: str) -> dict[str, str]:
 
 def test_fresh_process_discovers_the_plugin(toy_site: Path) -> None:
     code = "import json; from ret2_plugin import plugins; print(json.dumps(plugins.registered()))"
-    found = subprocess.run([sys.executable, "-c", code], env=_fresh_env(toy_site), capture_output=True, text=True, check=True)
+    found = subprocess.run(
+        [sys.executable, "-c", code], env=_fresh_env(toy_site), capture_output=True, text=True, check=True
+    )
     assert json.loads(found.stdout)["index_backends"]["toy"] == "toy-ret2-backend 0.1.0"
     off = subprocess.run(
-        [sys.executable, "-c", code], env=_fresh_env(toy_site, RET2_LOAD_PLUGINS=""), capture_output=True, text=True, check=True
+        [sys.executable, "-c", code],
+        env=_fresh_env(toy_site, RET2_LOAD_PLUGINS=""),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "toy" not in json.loads(off.stdout)["index_backends"]
 
 
-OVERRIDE_MODULE = '''
+OVERRIDE_MODULE = """
 from ret2_plugin import hookimpl
 from ret2_plugin.integrations.memory import InMemoryBackend
 
@@ -157,7 +168,7 @@ class BetterMemory(InMemoryBackend):
 @hookimpl
 def register_index_backends(register):
     register("memory", BetterMemory)
-'''
+"""
 
 
 def test_a_plugin_may_replace_a_builtin_by_name(load_plugins_env: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -52,9 +52,15 @@ def _assert_same(image_processor, images) -> None:
     [
         lambda: clip_image_processor(32),
         lambda: clip_image_processor(224),  # default OpenAI CLIP mean / std
-        lambda: CLIPImageProcessor(size={"shortest_edge": 20}, crop_size={"height": 32, "width": 24}),  # crop > image: zero fill
-        lambda: CLIPImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 40, "width": 40}, resample=Image.Resampling.LANCZOS),
-        lambda: CLIPImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 40, "width": 40}, do_normalize=False),
+        lambda: CLIPImageProcessor(
+            size={"shortest_edge": 20}, crop_size={"height": 32, "width": 24}
+        ),  # crop > image: zero fill
+        lambda: CLIPImageProcessor(
+            size={"shortest_edge": 40}, crop_size={"height": 40, "width": 40}, resample=Image.Resampling.LANCZOS
+        ),
+        lambda: CLIPImageProcessor(
+            size={"shortest_edge": 40}, crop_size={"height": 40, "width": 40}, do_normalize=False
+        ),
     ],
 )
 def test_clip_fast_path_matches_processor(make) -> None:
@@ -64,9 +70,13 @@ def test_clip_fast_path_matches_processor(make) -> None:
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: ViTImageProcessor(size={"height": 48, "width": 48}, image_mean=[0.5] * 3, image_std=[0.5] * 3),  # the starter's
+        lambda: ViTImageProcessor(
+            size={"height": 48, "width": 48}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+        ),  # the starter's
         lambda: ViTImageProcessor(size={"height": 30, "width": 50}),
-        lambda: ViTImageProcessor(size={"height": 48, "width": 48}, do_convert_rgb=True, resample=Image.Resampling.NEAREST),
+        lambda: ViTImageProcessor(
+            size={"height": 48, "width": 48}, do_convert_rgb=True, resample=Image.Resampling.NEAREST
+        ),
     ],
 )
 def test_vit_fast_path_matches_processor(make) -> None:

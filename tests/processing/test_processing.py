@@ -40,6 +40,7 @@ def test_masks_placeholder_and_instruction(processor: ReT2Processor) -> None:
     black = processor.pixel_values([Image.new("RGB", (336, 336), "black")])
     assert np.allclose(batch["pixel_values"][0].numpy(), black[0].numpy())
     tok = processor.tokenizer
+
     def ids(row) -> list[int]:
         return [int(t) for t, keep in zip(row[0], row[1]) if keep]
 

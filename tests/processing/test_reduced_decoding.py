@@ -34,7 +34,13 @@ def _photo_like(width: int, height: int, seed: int = 0) -> Image.Image:
     y = np.linspace(0, 1, height, dtype=np.float32)[:, None]
     base = np.stack([255 * x * np.ones_like(y), 255 * y * np.ones_like(x), 128 + 100 * np.sin(12 * x + 7 * y)], axis=-1)
     small = rng.normal(0, 30, size=(height // 16 + 1, width // 16 + 1, 3)).astype(np.float32)
-    texture = np.asarray(Image.fromarray(np.clip(small + 128, 0, 255).astype(np.uint8)).resize((width, height), Image.BILINEAR), np.float32) - 128
+    texture = (
+        np.asarray(
+            Image.fromarray(np.clip(small + 128, 0, 255).astype(np.uint8)).resize((width, height), Image.BILINEAR),
+            np.float32,
+        )
+        - 128
+    )
     return Image.fromarray(np.clip(base + texture, 0, 255).astype(np.uint8))
 
 
@@ -127,7 +133,9 @@ def test_pixel_budget_bounds_full_resolution_decodes_in_flight() -> None:
             with lock:
                 live.remove(pixels)
 
-    threads = [threading.Thread(target=work, args=(60,)) for _ in range(6)] + [threading.Thread(target=work, args=(150,))]
+    threads = [threading.Thread(target=work, args=(60,)) for _ in range(6)] + [
+        threading.Thread(target=work, args=(150,))
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -26,7 +26,9 @@ def _global_batch():  # type: ignore[no-untyped-def]
     from ret2_plugin.items import Item
 
     colors = [(250, 10, 10), (10, 250, 10), (10, 10, 250), (200, 200, 0), (0, 120, 200)]
-    docs = [Item(id=str(i), text=f"document number {i}", image=Image.new("RGB", (32, 32), c)) for i, c in enumerate(colors)]
+    docs = [
+        Item(id=str(i), text=f"document number {i}", image=Image.new("RGB", (32, 32), c)) for i, c in enumerate(colors)
+    ]
     queries = [
         Item(id="q0", text="red thing", image=Image.new("RGB", (32, 32), colors[0]), instruction="Find it."),
         Item(id="q1", image=Image.new("RGB", (32, 32), colors[1])),
@@ -41,8 +43,11 @@ def _global_batch():  # type: ignore[no-untyped-def]
 def _grads_and_loss(module: torch.nn.Module, out) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
     out.loss.backward()
     inner = getattr(module, "module", module)
-    grads = {n: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().clone()
-             for n, p in inner.named_parameters() if p.requires_grad}
+    grads = {
+        n: (p.grad if p.grad is not None else torch.zeros_like(p)).detach().clone()
+        for n, p in inner.named_parameters()
+        if p.requires_grad
+    }
     grads["__loss"] = out.global_loss.detach().reshape(1)
     grads["__acc"] = out.accuracy.detach().reshape(1)
     return grads
@@ -91,7 +96,9 @@ def test_ddp_two_processes_match_single_process(tmp_path: Path) -> None:
 
     module, processor = _build()
     queries, docs, q_pos, d_ids = _global_batch()
-    ref = _grads_and_loss(module, module(processor(queries, side="query"), processor(docs, side="document"), q_pos, d_ids))
+    ref = _grads_and_loss(
+        module, module(processor(queries, side="query"), processor(docs, side="document"), q_pos, d_ids)
+    )
 
     ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(2)]
     assert ref["__loss"].item() > 0
@@ -127,8 +134,16 @@ def _rng_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         states = ckpt.all_rng_states()
         expected = torch.rand(4)
         if rank == 0:
-            ckpt.save_checkpoint(Path(out_dir) / "ckpt", 1, model=_Saveable(), processor=_Saveable(), extra_tensors={},
-                                 optim_state={}, state={}, rng_states=states)
+            ckpt.save_checkpoint(
+                Path(out_dir) / "ckpt",
+                1,
+                model=_Saveable(),
+                processor=_Saveable(),
+                extra_tensors={},
+                optim_state={},
+                state={},
+                rng_states=states,
+            )
         dist.barrier()
         torch.manual_seed(999)
         _, tensors, _ = ckpt.load_checkpoint(Path(out_dir) / "ckpt" / "step-00000001")
@@ -154,7 +169,9 @@ def _trainer_worker(rank: int, world: int, port: int, cfg_json: str) -> None:
     from ret2_plugin.trainers.loop import Trainer
 
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank)
+    )
     try:
         Trainer(TrainConfig.model_validate_json(cfg_json)).train()
     finally:
@@ -165,7 +182,9 @@ def _trainer_worker(rank: int, world: int, port: int, cfg_json: str) -> None:
 
 
 @pytest.mark.slow
-def test_trainer_under_two_ranks_matches_one_rank_with_the_global_batch(synthetic_data: dict[str, Path], tmp_path: Path) -> None:
+def test_trainer_under_two_ranks_matches_one_rank_with_the_global_batch(
+    synthetic_data: dict[str, Path], tmp_path: Path
+) -> None:
     """The whole torchrun path (env init, sampler sharding, DDP, gathered loss, clipping, AdamW)."""
     import torch.multiprocessing as mp
     from safetensors.torch import load_file
@@ -178,17 +197,34 @@ def test_trainer_under_two_ranks_matches_one_rank_with_the_global_batch(syntheti
 
     text, vision = clip_tower_configs()
     torch.manual_seed(0)  # no dropout: ranks would draw other masks than one process does
-    model = ReT2Model(ReT2Config.ret2(text, vision, hidden_size=64, num_queries=8, late_proj_output_size=32,
-                                      dropout_p=0.0, attention_dropout=0.0))
+    model = ReT2Model(
+        ReT2Config.ret2(
+            text, vision, hidden_size=64, num_queries=8, late_proj_output_size=32, dropout_p=0.0, attention_dropout=0.0
+        )
+    )
     model_dir = tmp_path / "model"
     model.save_pretrained(model_dir)
     ReT2Processor(clip_tokenizer(), clip_image_processor(32)).save_pretrained(model_dir)
 
     for bad in ("d3", "d5"):  # unreadable images: dropped from whichever rank loads them, reported by rank 0
         (synthetic_data["root"] / "img" / f"{bad}.png").write_bytes(b"garbage")
-    base = dict(model=str(model_dir), queries=str(synthetic_data["queries"]), corpus=str(synthetic_data["corpus"]),
-                max_steps=2, num_workers=0, lr=1e-3, warmup_steps=0, progress=False, eval_at_end=False, log_every=1,
-                select_best=False, plot=False, num_hard_negatives=1, learnable_temperature=True, ddp_backend="gloo")
+    base = dict(
+        model=str(model_dir),
+        queries=str(synthetic_data["queries"]),
+        corpus=str(synthetic_data["corpus"]),
+        max_steps=2,
+        num_workers=0,
+        lr=1e-3,
+        warmup_steps=0,
+        progress=False,
+        eval_at_end=False,
+        log_every=1,
+        select_best=False,
+        plot=False,
+        num_hard_negatives=1,
+        learnable_temperature=True,
+        ddp_backend="gloo",
+    )
     single = Trainer(TrainConfig(**base, batch_size=8, output_dir=str(tmp_path / "one"))).train()
     cfg = TrainConfig(**base, batch_size=4, output_dir=str(tmp_path / "two"))
     mp.spawn(_trainer_worker, args=(2, _free_port(), cfg.model_dump_json()), nprocs=2, join=True)
@@ -201,7 +237,10 @@ def test_trainer_under_two_ranks_matches_one_rank_with_the_global_batch(syntheti
     # ~1e-5, so weights are compared at 10% of one lr-sized update; the logged global losses tightly.
     for k in one:
         torch.testing.assert_close(two[k], one[k], rtol=1e-3, atol=1e-4, msg=lambda m, k=k: f"{k}: {m}")
-    losses = [[json.loads(line)["loss"] for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in ("one", "two")]
+    losses = [
+        [json.loads(line)["loss"] for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+        for d in ("one", "two")
+    ]
     assert len(losses[0]) == len(losses[1]) == 2 and all(math.isfinite(v) for v in losses[1])
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)
     reports = [json.loads((tmp_path / d / "train_report.json").read_text()) for d in ("one", "two")]

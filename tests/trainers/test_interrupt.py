@@ -33,18 +33,35 @@ def _wait_for_training(proc: subprocess.Popen[str], metrics: Path, timeout: floa
 
 
 @pytest.mark.parametrize(("name", "whole_group", "code"), [("SIGINT", True, 130), ("SIGTERM", False, 143)])
-def test_signal_saves_a_resumable_checkpoint(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path,
-                                             name: str, whole_group: bool, code: int) -> None:
+def test_signal_saves_a_resumable_checkpoint(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path, name: str, whole_group: bool, code: int
+) -> None:
     out = tmp_path / "run"
-    settings = dict(model=str(tiny_model_dir), queries=str(synthetic_data["queries"]), corpus=str(synthetic_data["corpus"]),
-                    output_dir=str(out), batch_size=4, max_steps=100000, num_workers=1, log_every=1, plot=False, seed=1,
-                    save_every_minutes=None)
+    settings = dict(
+        model=str(tiny_model_dir),
+        queries=str(synthetic_data["queries"]),
+        corpus=str(synthetic_data["corpus"]),
+        output_dir=str(out),
+        batch_size=4,
+        max_steps=100000,
+        num_workers=1,
+        log_every=1,
+        plot=False,
+        seed=1,
+        save_every_minutes=None,
+    )
     config = tmp_path / "train.yaml"
     config.write_text(TrainConfig(**settings).to_yaml())
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # Ctrl-C reaches the whole process group (DataLoader workers included); `kill` reaches the trainer only
-    proc = subprocess.Popen([sys.executable, "-m", "ret2_plugin.app.cli", "train", "--config", str(config), "--no-progress"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ret2_plugin.app.cli", "train", "--config", str(config), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
     try:
         _wait_for_training(proc, out / "metrics.jsonl")
         sig = getattr(signal, name)

@@ -18,9 +18,23 @@ pytestmark = pytest.mark.unit
 
 
 def _config(model_dir: Path, data: dict[str, Path], out: Path, **kw) -> TrainConfig:  # type: ignore[no-untyped-def]
-    base = dict(model=str(model_dir), queries=str(data["queries"]), corpus=str(data["corpus"]), output_dir=str(out),
-                batch_size=4, max_steps=4, num_workers=0, lr=1e-3, warmup_steps=1, log_every=1, progress=False,
-                eval_at_end=False, select_best=False, plot=False, seed=3)
+    base = dict(
+        model=str(model_dir),
+        queries=str(data["queries"]),
+        corpus=str(data["corpus"]),
+        output_dir=str(out),
+        batch_size=4,
+        max_steps=4,
+        num_workers=0,
+        lr=1e-3,
+        warmup_steps=1,
+        log_every=1,
+        progress=False,
+        eval_at_end=False,
+        select_best=False,
+        plot=False,
+        seed=3,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -51,7 +65,9 @@ def test_resume_gives_identical_weights(tiny_model_dir: Path, synthetic_data: di
     assert steps == [1, 2, 3, 4]
 
 
-def test_keep_last_checkpoints_and_export(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
+def test_keep_last_checkpoints_and_export(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path
+) -> None:
     from ret2_plugin.modeling import ReT2Model
     from ret2_plugin.processing import ReT2Processor
 
@@ -66,13 +82,14 @@ def test_keep_last_checkpoints_and_export(tiny_model_dir: Path, synthetic_data: 
 
 
 def test_gradient_checkpointing_same_loss_and_grads(tiny_model_dir: Path) -> None:
+    from PIL import Image
+
     from ret2_plugin.items import Item
     from ret2_plugin.modeling import ReT2Model
     from ret2_plugin.processing import ReT2Processor
     from ret2_plugin.trainers.loop import TrainModule, enable_checkpointing
     from ret2_plugin.trainers.losses import ContrastiveLoss
     from ret2_plugin.trainers.optim import block_list
-    from PIL import Image
 
     processor = ReT2Processor.from_pretrained(tiny_model_dir)
     qs = [Item(text="red apple", image=Image.new("RGB", (32, 32), (200, 0, 0))), Item(text="green pear")]
@@ -102,12 +119,26 @@ def test_gradient_checkpointing_same_loss_and_grads(tiny_model_dir: Path) -> Non
         torch.testing.assert_close(grads_a[k], grads_b[k], rtol=1e-5, atol=1e-7)
 
 
-def test_trainer_enables_checkpointing_on_trained_towers_only(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
-    trainer = Trainer(_config(tiny_model_dir, synthetic_data, tmp_path, gradient_checkpointing=True,
-                              text_backbone="partial", vision_backbone="frozen", unfreeze_last_n_layers=1))
+def test_trainer_enables_checkpointing_on_trained_towers_only(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path
+) -> None:
+    trainer = Trainer(
+        _config(
+            tiny_model_dir,
+            synthetic_data,
+            tmp_path,
+            gradient_checkpointing=True,
+            text_backbone="partial",
+            vision_backbone="frozen",
+            unfreeze_last_n_layers=1,
+        )
+    )
     assert trainer.checkpointed == ["text"]
-    blocks = {m.group(1) for n, p in trainer.model.text_backbone.named_parameters()
-              if p.requires_grad and (m := re.search(r"layers\.(\d+)\.", n))}
+    blocks = {
+        m.group(1)
+        for n, p in trainer.model.text_backbone.named_parameters()
+        if p.requires_grad and (m := re.search(r"layers\.(\d+)\.", n))
+    }
     assert blocks == {"3"}  # only the last block (of 4) is unfrozen
     assert not any(p.requires_grad for p in trainer.model.vision_backbone.parameters())
     names = [g["name"] for g in trainer.optimizer.param_groups]
@@ -124,7 +155,9 @@ def test_bf16_autocast_runs_on_cpu(tiny_model_dir: Path, synthetic_data: dict[st
     assert any(not torch.equal(start[k], end[k]) for k in start)
 
 
-def test_bad_items_are_reported_and_skipped(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
+def test_bad_items_are_reported_and_skipped(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path
+) -> None:
     root = synthetic_data["root"]
     (root / "img" / "broken.png").write_bytes(b"not a png at all")
     with synthetic_data["corpus"].open("a") as f:
@@ -146,13 +179,26 @@ def test_bad_items_are_reported_and_skipped(tiny_model_dir: Path, synthetic_data
     assert summary["num_errors"] == len({(e["file"], e["line"], e["id"], e["reason"]) for e in summary["errors"]})
 
 
-def test_multi_vector_model_trains_fusion_only(tiny_v1_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
-    trainer = Trainer(_config(tiny_v1_model_dir, synthetic_data, tmp_path, max_steps=2, eval_queries=str(synthetic_data["queries"]), eval_at_end=True))
+def test_multi_vector_model_trains_fusion_only(
+    tiny_v1_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path
+) -> None:
+    trainer = Trainer(
+        _config(
+            tiny_v1_model_dir,
+            synthetic_data,
+            tmp_path,
+            max_steps=2,
+            eval_queries=str(synthetic_data["queries"]),
+            eval_at_end=True,
+        )
+    )
     assert trainer.model.config.multi_vector and trainer.loss_fn.logit_scale().item() == pytest.approx(1.0)
     summary = trainer.train()
     start, end = _weights(tiny_v1_model_dir), _weights(Path(summary["model_dir"]))
     changed = {k for k in start if not torch.equal(start[k], end[k])}
-    assert any(k.startswith("query_fusion.") for k in changed) and any(k.startswith("document_fusion.") for k in changed)
+    assert any(k.startswith("query_fusion.") for k in changed) and any(
+        k.startswith("document_fusion.") for k in changed
+    )
     assert not any("backbone" in k for k in changed)  # ReT v1: frozen towers
     assert 0 <= summary["last_eval"]["recall@5"] <= 1
 
@@ -168,15 +214,20 @@ def test_fp16_uses_the_grad_scaler(tiny_model_dir: Path, synthetic_data: dict[st
 
 def test_resume_refuses_changed_settings(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
     Trainer(_config(tiny_model_dir, synthetic_data, tmp_path)).train(stop_at_step=1)
-    for change, message in ((dict(batch_size=8), "batch_size was 4, now 8"), (dict(grad_accum_steps=2), "grad_accum_steps"),
-                            (dict(max_steps=6), "max_steps was 4, now 6"), (dict(num_epochs=2.0), "num_epochs")):
+    for change, message in (
+        (dict(batch_size=8), "batch_size was 4, now 8"),
+        (dict(grad_accum_steps=2), "grad_accum_steps"),
+        (dict(max_steps=6), "max_steps was 4, now 6"),
+        (dict(num_epochs=2.0), "num_epochs"),
+    ):
         with pytest.raises(ValueError, match=message):
             Trainer(_config(tiny_model_dir, synthetic_data, tmp_path, resume="auto", **change))
     assert Trainer(_config(tiny_model_dir, synthetic_data, tmp_path, resume="auto")).step == 1  # same settings: fine
 
 
-def test_final_export_keeps_the_old_model_until_the_new_one_is_in(tiny_model_dir: Path, synthetic_data: dict[str, Path],
-                                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_final_export_keeps_the_old_model_until_the_new_one_is_in(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
 
     trainer = Trainer(_config(tiny_model_dir, synthetic_data, tmp_path))
@@ -190,6 +241,7 @@ def test_final_export_keeps_the_old_model_until_the_new_one_is_in(tiny_model_dir
             if Path(src).name.startswith(".model-") and Path(dst) == target:
                 raise OSError("killed mid-export")
             return real(src, dst)
+
         return move
 
     monkeypatch.setattr(os, "replace", crash(real_replace))
@@ -204,18 +256,25 @@ def test_final_export_keeps_the_old_model_until_the_new_one_is_in(tiny_model_dir
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_zero_backbone_lr_freezes_the_backbone(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
-    trainer = Trainer(_config(tiny_model_dir, synthetic_data, tmp_path, text_backbone="full", backbone_lr_scale=0.0, max_steps=1))
+def test_zero_backbone_lr_freezes_the_backbone(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path
+) -> None:
+    trainer = Trainer(
+        _config(tiny_model_dir, synthetic_data, tmp_path, text_backbone="full", backbone_lr_scale=0.0, max_steps=1)
+    )
     backbone = [p for t in (trainer.model.text_backbone, trainer.model.vision_backbone) for p in t.parameters()]
-    assert not any(p.requires_grad for p in backbone)  # no gradient computed (nor all-reduced) for never-stepped weights
+    assert not any(
+        p.requires_grad for p in backbone
+    )  # no gradient computed (nor all-reduced) for never-stepped weights
     assert {g["name"] for g in trainer.optimizer.param_groups} >= {"fusion"}
     assert not any(g["name"].startswith("backbone") for g in trainer.optimizer.param_groups)
     trainer.train()
     assert all(p.grad is None for p in backbone)
 
 
-def test_train_destroys_the_process_group_it_created(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_destroys_the_process_group_it_created(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torch.distributed as dist
 
     from ret2_plugin.trainers import distributed as du
@@ -227,7 +286,9 @@ def test_train_destroys_the_process_group_it_created(tiny_model_dir: Path, synth
 
     monkeypatch.setattr(du, "init_from_env", join)
     try:
-        assert (train(_config(tiny_model_dir, synthetic_data, tmp_path / "run", max_steps=1)) / "model.safetensors").is_file()
+        assert (
+            train(_config(tiny_model_dir, synthetic_data, tmp_path / "run", max_steps=1)) / "model.safetensors"
+        ).is_file()
         assert not dist.is_initialized()
     finally:
         if dist.is_initialized():

@@ -49,14 +49,31 @@ def test_eval_and_search_score_a_prompted_model_identically(
         relevant.append(set(query.positives))
     served = retrieval_metrics(rankings, relevant)
 
-    assert main(["eval", "--model", str(prompted_model), "--queries", str(queries_file), "--corpus", str(corpus),
-                 "--workers", "0", "--json"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(prompted_model),
+                "--queries",
+                str(queries_file),
+                "--corpus",
+                str(corpus),
+                "--workers",
+                "0",
+                "--json",
+            ]
+        )
+        == 0
+    )
     evaluated = json.loads(capsys.readouterr().out)
     for name, value in served.items():
         assert evaluated[name] == pytest.approx(value, abs=1e-9), name
 
 
-def test_evaluation_vectors_are_the_served_vectors_prompts_included(prompted_model: Path, synthetic_data: dict[str, Path]) -> None:
+def test_evaluation_vectors_are_the_served_vectors_prompts_included(
+    prompted_model: Path, synthetic_data: dict[str, Path]
+) -> None:
     import torch
 
     from ret2_plugin import load_encoder

@@ -40,7 +40,9 @@ def test_exact_search_single_and_multi_vector() -> None:
 
 
 @pytest.mark.parametrize("multi", [False, True])
-def test_exact_search_slices_documents_and_matches_the_unsliced_search(multi: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_exact_search_slices_documents_and_matches_the_unsliced_search(
+    multi: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from ret2_plugin.trainers import evaluation
     from ret2_plugin.trainers.losses import similarity
 
@@ -68,8 +70,16 @@ def test_rng_state_of_each_rank_is_restored_to_that_rank(tmp_path: Path) -> None
     for seed in (1, 2):
         torch.manual_seed(seed)
         states.append(ckpt.rng_state())
-    ckpt.save_checkpoint(tmp_path, 1, model=_Saveable(), processor=_Saveable(), extra_tensors={}, optim_state={},
-                         state={}, rng_states=states)
+    ckpt.save_checkpoint(
+        tmp_path,
+        1,
+        model=_Saveable(),
+        processor=_Saveable(),
+        extra_tensors={},
+        optim_state={},
+        state={},
+        rng_states=states,
+    )
     _, tensors, _ = ckpt.load_checkpoint(tmp_path / "step-00000001")
     for rank, seed in ((0, 1), (1, 2)):
         torch.manual_seed(99)
@@ -87,14 +97,17 @@ def test_checkpoint_files_are_fsynced_before_the_rename(tmp_path: Path, monkeypa
     synced: list[Path] = []
     real = ckpt.fsync_file
     monkeypatch.setattr(ckpt, "fsync_file", lambda p: (synced.append(Path(p)), real(p)))
-    final = ckpt.save_checkpoint(tmp_path, 1, model=_Saveable(), processor=_Saveable(), extra_tensors={},
-                                 optim_state={}, state={})
+    final = ckpt.save_checkpoint(
+        tmp_path, 1, model=_Saveable(), processor=_Saveable(), extra_tensors={}, optim_state={}, state={}
+    )
     files = {p.relative_to(final) for p in final.rglob("*") if p.is_file()}
     assert files and {Path(*p.relative_to(tmp_path).parts[1:]) for p in synced} == files
     assert all(p.relative_to(tmp_path).parts[0].startswith(".tmp-step-") for p in synced)  # while still hidden
 
 
-def test_replace_dir_keeps_the_old_folder_when_the_new_cannot_move_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_replace_dir_keeps_the_old_folder_when_the_new_cannot_move_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
 
     old, new = tmp_path / "model", tmp_path / ".new"
@@ -119,7 +132,9 @@ def test_replace_dir_keeps_the_old_folder_when_the_new_cannot_move_in(tmp_path: 
 
 
 def test_config_yaml_and_overrides(tmp_path: Path) -> None:
-    (tmp_path / "c.yaml").write_text("model: m\nqueries: q\ncorpus: c\noutput_dir: o\nlr: 0.001\neval_every: 5\neval_queries: e\n")
+    (tmp_path / "c.yaml").write_text(
+        "model: m\nqueries: q\ncorpus: c\noutput_dir: o\nlr: 0.001\neval_every: 5\neval_queries: e\n"
+    )
     cfg = TrainConfig.load(tmp_path / "c.yaml", parse_overrides(["lr=3e-5", "eval-every=null", "precision=bf16"]))
     assert cfg.lr == pytest.approx(3e-5) and cfg.eval_every is None and cfg.precision == "bf16"
     with pytest.raises(ValueError, match="lerning_rate"):
@@ -140,8 +155,15 @@ def test_checkpoints_keep_last_protect_best_and_ignore_partial(tmp_path: Path) -
     root = tmp_path / "checkpoints"
     opt = {"optimizer": {"state": {0: {"exp_avg": torch.ones(2)}}, "param_groups": [{"lr": 0.1, "params": [0]}]}}
     for step in (1, 2, 3, 4):
-        ckpt.save_checkpoint(root, step, model=_Saveable(), processor=_Saveable(), extra_tensors={"loss.x": torch.ones(1)},
-                             optim_state=opt, state={"epoch": 0, "batch_in_epoch": step})
+        ckpt.save_checkpoint(
+            root,
+            step,
+            model=_Saveable(),
+            processor=_Saveable(),
+            extra_tensors={"loss.x": torch.ones(1)},
+            optim_state=opt,
+            state={"epoch": 0, "batch_in_epoch": step},
+        )
         ckpt.prune_checkpoints(root, 2, protect={root / "step-00000001"})
     assert [p.name for p in ckpt.list_checkpoints(root)] == ["step-00000001", "step-00000003", "step-00000004"]
     (root / "step-00000009").mkdir()  # a directory without trainer_state.json is not a checkpoint
@@ -158,7 +180,9 @@ def test_failed_checkpoint_write_leaves_nothing(tmp_path: Path) -> None:
             raise OSError("disk full")
 
     with pytest.raises(OSError):
-        ckpt.save_checkpoint(tmp_path, 1, model=Broken(), processor=_Saveable(), extra_tensors={}, optim_state={}, state={})
+        ckpt.save_checkpoint(
+            tmp_path, 1, model=Broken(), processor=_Saveable(), extra_tensors={}, optim_state={}, state={}
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -184,7 +208,8 @@ def test_training_data_reports_unusable_queries(tmp_path: Path) -> None:
     (tmp_path / "c.jsonl").write_text('{"id": "d1", "text": "x"}\n{"id": "d1", "text": "dup"}\n')
     (tmp_path / "q.jsonl").write_text(
         '{"id": "q1", "text": "a", "positives": ["d1", "gone"], "negatives": ["d1", "nah"]}\n'
-        '{"id": "q2", "text": "b", "positives": ["gone"]}\n{"id": "q3", "text": "c"}\n')
+        '{"id": "q2", "text": "b", "positives": ["gone"]}\n{"id": "q3", "text": "c"}\n'
+    )
     data = TrainingData.load(tmp_path / "q.jsonl", tmp_path / "c.jsonl")
     assert [q.id for q in data.queries] == ["q1"]
     assert data.queries[0].positives == ("d1",) and data.queries[0].negatives == ()  # a positive is never a negative
@@ -195,26 +220,61 @@ def test_training_data_reports_unusable_queries(tmp_path: Path) -> None:
 
 
 def test_mbeir_and_m2kr_converters(tmp_path: Path) -> None:
-    (tmp_path / "q.jsonl").write_text("\n".join(json.dumps(r) for r in [
-        {"qid": "9:1", "query_txt": "a dog", "query_img_path": "imgs/1.jpg", "pos_cand_list": ["9:5"], "neg_cand_list": ["9:6"], "task_id": 3},
-        {"qid": "9:2", "query_txt": "", "pos_cand_list": ["9:5"]},
-        {"qid": "9:3", "query_txt": "no positives"},
-    ]) + "\n{broken\n")
+    (tmp_path / "q.jsonl").write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {
+                    "qid": "9:1",
+                    "query_txt": "a dog",
+                    "query_img_path": "imgs/1.jpg",
+                    "pos_cand_list": ["9:5"],
+                    "neg_cand_list": ["9:6"],
+                    "task_id": 3,
+                },
+                {"qid": "9:2", "query_txt": "", "pos_cand_list": ["9:5"]},
+                {"qid": "9:3", "query_txt": "no positives"},
+            ]
+        )
+        + "\n{broken\n"
+    )
     rep = convert("mbeir-queries", tmp_path / "q.jsonl", tmp_path / "out_q.jsonl", image_root=str(tmp_path))
     assert rep["written"] == 1 and len(rep["errors"]) == 3
     row = json.loads((tmp_path / "out_q.jsonl").read_text())
-    assert row == {"id": "9:1", "text": "a dog", "image": str(tmp_path / "imgs" / "1.jpg"), "positives": ["9:5"],
-                   "negatives": ["9:6"], "meta": {"task_id": 3}}
-    (tmp_path / "p.jsonl").write_text(json.dumps({"passage_id": "p1", "passage_content": "text", "img_path": "https://x/y.jpg"}) + "\n"
-                                      + json.dumps({"passage_id": "p1", "passage_content": "again"}) + "\n")
+    assert row == {
+        "id": "9:1",
+        "text": "a dog",
+        "image": str(tmp_path / "imgs" / "1.jpg"),
+        "positives": ["9:5"],
+        "negatives": ["9:6"],
+        "meta": {"task_id": 3},
+    }
+    (tmp_path / "p.jsonl").write_text(
+        json.dumps({"passage_id": "p1", "passage_content": "text", "img_path": "https://x/y.jpg"})
+        + "\n"
+        + json.dumps({"passage_id": "p1", "passage_content": "again"})
+        + "\n"
+    )
     rep = convert("m2kr-corpus", tmp_path / "p.jsonl", tmp_path / "out_p.jsonl")
     assert rep["written"] == 1 and rep["errors"][0]["reason"] == "duplicate id"
-    (tmp_path / "m.jsonl").write_text(json.dumps({"question_id": "k1", "question": None, "img_path": "a.jpg",
-                                                  "instruction": "Identify.", "pos_item_ids": ["p1"]}) + "\n")
+    (tmp_path / "m.jsonl").write_text(
+        json.dumps(
+            {
+                "question_id": "k1",
+                "question": None,
+                "img_path": "a.jpg",
+                "instruction": "Identify.",
+                "pos_item_ids": ["p1"],
+            }
+        )
+        + "\n"
+    )
     convert("m2kr-queries", tmp_path / "m.jsonl", tmp_path / "out_m.jsonl")
     from ret2_plugin.items import read_jsonl
 
     errors: list = []
     items = list(read_jsonl(tmp_path / "out_m.jsonl", errors))
-    assert not errors and items[0].instruction == "Identify." and items[0].text is None and items[0].positives == ("p1",)
+    assert (
+        not errors and items[0].instruction == "Identify." and items[0].text is None and items[0].positives == ("p1",)
+    )
     assert items[0].image == str(tmp_path / "a.jpg")

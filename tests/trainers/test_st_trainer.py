@@ -24,7 +24,9 @@ def two_sided_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     text, vision = clip_tower_configs()
     torch.manual_seed(0)
-    config = ReT2Config.ret2(text, vision, hidden_size=64, num_queries=8, late_proj_output_size=32, share_query_document=False)
+    config = ReT2Config.ret2(
+        text, vision, hidden_size=64, num_queries=8, late_proj_output_size=32, share_query_document=False
+    )
     model = ReT2Model(config).eval()
     out = tmp_path_factory.mktemp("two-sided")
     model.save_pretrained(out)
@@ -52,8 +54,12 @@ def test_features_task_selects_the_side(two_sided_model_dir: Path) -> None:
     torch.testing.assert_close(via_features, query, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("mapping", [{"anchor": "query", "positive": "document"}, {"anchor": "document", "positive": "document"}])
-def test_sentence_transformer_trainer_trains_the_mapped_side(two_sided_model_dir: Path, tmp_path: Path, mapping: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "mapping", [{"anchor": "query", "positive": "document"}, {"anchor": "document", "positive": "document"}]
+)
+def test_sentence_transformer_trainer_trains_the_mapped_side(
+    two_sided_model_dir: Path, tmp_path: Path, mapping: dict[str, str]
+) -> None:
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
@@ -62,14 +68,26 @@ def test_sentence_transformer_trainer_trains_the_mapped_side(two_sided_model_dir
     st = load_encoder(two_sided_model_dir, device="cpu")
     before = {side: _fusion(st, side) for side in ("query", "document")}
     words = ["apple", "river", "stone", "cloud", "tiger", "piano", "candle", "forest"]
-    data = datasets.Dataset.from_dict({"anchor": [f"find the {w}" for w in words], "positive": [f"a photo of a {w}" for w in words]})
+    data = datasets.Dataset.from_dict(
+        {"anchor": [f"find the {w}" for w in words], "positive": [f"a photo of a {w}" for w in words]}
+    )
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(tmp_path / "st"), max_steps=2, per_device_train_batch_size=4, learning_rate=1e-2,
-        router_mapping=mapping, report_to=[], save_strategy="no", use_cpu=True, logging_strategy="no",
-        dataloader_num_workers=0, seed=0,
+        output_dir=str(tmp_path / "st"),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        learning_rate=1e-2,
+        router_mapping=mapping,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        logging_strategy="no",
+        dataloader_num_workers=0,
+        seed=0,
     )
     trainer = SentenceTransformerTrainer(model=st, args=args, train_dataset=data, loss=MultipleNegativesRankingLoss(st))
     trainer.train()
     changed = {side: any(not torch.equal(before[side][k], v) for k, v in _fusion(st, side).items()) for side in before}
     assert changed["document"]
-    assert changed["query"] == (mapping["anchor"] == "query")  # the query side trains exactly when a column is mapped to it
+    assert changed["query"] == (
+        mapping["anchor"] == "query"
+    )  # the query side trains exactly when a column is mapped to it

@@ -20,9 +20,23 @@ pytestmark = pytest.mark.unit
 
 
 def _config(model_dir: Path, data: dict[str, Path], out: Path, **kw) -> TrainConfig:  # type: ignore[no-untyped-def]
-    base = dict(model=str(model_dir), queries=str(data["queries"]), corpus=str(data["corpus"]), output_dir=str(out),
-                batch_size=4, max_steps=3, num_workers=0, lr=1e-3, warmup_steps=1, log_every=1, progress=False,
-                eval_at_end=False, select_best=False, plot=False, seed=3)
+    base = dict(
+        model=str(model_dir),
+        queries=str(data["queries"]),
+        corpus=str(data["corpus"]),
+        output_dir=str(out),
+        batch_size=4,
+        max_steps=3,
+        num_workers=0,
+        lr=1e-3,
+        warmup_steps=1,
+        log_every=1,
+        progress=False,
+        eval_at_end=False,
+        select_best=False,
+        plot=False,
+        seed=3,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -43,7 +57,9 @@ def _add_bad_items(data: dict[str, Path]) -> None:
         f.write(json.dumps({"id": "q-missing-img", "image": "img/missing.png", "positives": ["d0"]}) + "\n")  # 37
 
 
-def test_every_item_is_checked_before_step_1(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
+def test_every_item_is_checked_before_step_1(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path
+) -> None:
     _add_bad_items(synthetic_data)
     trainer = Trainer(_config(tiny_model_dir, synthetic_data, tmp_path / "run"))
     assert trainer.step == 0
@@ -59,28 +75,59 @@ def test_every_item_is_checked_before_step_1(tiny_model_dir: Path, synthetic_dat
     assert kept.isdisjoint({"q-unknown", "q-on-broken", "q-missing-img"}) and "q-bad-neg" in kept
     assert "bad-img" not in trainer.data.doc_index
     report = json.loads((tmp_path / "run" / "validation_report.json").read_text())
-    assert report["num_errors"] == len(found) and report["images_checked"] == 34  # 17 documents + 17 queries with an image
+    assert (
+        report["num_errors"] == len(found) and report["images_checked"] == 34
+    )  # 17 documents + 17 queries with an image
 
 
-def test_strict_stops_before_training(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_strict_stops_before_training(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _add_bad_items(synthetic_data)
     with pytest.raises(DataValidationError, match="strict"):
         Trainer(_config(tiny_model_dir, synthetic_data, tmp_path / "a", strict=True))
-    code = main(["train", "--model", str(tiny_model_dir), "--queries", str(synthetic_data["queries"]), "--corpus",
-                 str(synthetic_data["corpus"]), "--output-dir", str(tmp_path / "b"), "--batch-size", "4", "--max-steps", "2",
-                 "--workers", "0", "--strict", "--set", "plot=false"])
+    code = main(
+        [
+            "train",
+            "--model",
+            str(tiny_model_dir),
+            "--queries",
+            str(synthetic_data["queries"]),
+            "--corpus",
+            str(synthetic_data["corpus"]),
+            "--output-dir",
+            str(tmp_path / "b"),
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "2",
+            "--workers",
+            "0",
+            "--strict",
+            "--set",
+            "plot=false",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "queries.jsonl:34 (id='q-unknown')" in err and "corpus.jsonl:17 (id='bad-img')" in err
     assert not (tmp_path / "b" / "checkpoints").exists() and not (tmp_path / "b" / "metrics.jsonl").exists()
 
 
-def test_an_eval_split_that_cannot_be_built_fails_first(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
+def test_an_eval_split_that_cannot_be_built_fails_first(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path
+) -> None:
     other = tmp_path / "other_corpus.jsonl"
     other.write_text(json.dumps({"id": "zz", "text": "unrelated"}) + "\n")
     with pytest.raises(DataValidationError, match="cannot build the evaluation split.*other_corpus"):
-        Trainer(_config(tiny_model_dir, synthetic_data, tmp_path / "run", eval_queries=str(synthetic_data["queries"]),
-                        eval_corpus=str(other)))
+        Trainer(
+            _config(
+                tiny_model_dir,
+                synthetic_data,
+                tmp_path / "run",
+                eval_queries=str(synthetic_data["queries"]),
+                eval_corpus=str(other),
+            )
+        )
     eval_q = tmp_path / "eval_q.jsonl"
     eval_q.write_text(json.dumps({"id": "e1", "text": "x", "positives": ["elsewhere"]}) + "\n")
     with pytest.raises(DataValidationError, match="eval_corpus is not set"):
@@ -90,7 +137,9 @@ def test_an_eval_split_that_cannot_be_built_fails_first(tiny_model_dir: Path, sy
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_output_dir_needs_resume_or_overwrite(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
+def test_output_dir_needs_resume_or_overwrite(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path
+) -> None:
     out = tmp_path / "run"
     Trainer(_config(tiny_model_dir, synthetic_data, out, save_every=1)).train()
     (out / "notes.txt").write_text("mine")  # not a run artefact: never deleted
@@ -105,14 +154,38 @@ def test_output_dir_needs_resume_or_overwrite(tiny_model_dir: Path, synthetic_da
     assert (out / "notes.txt").read_text() == "mine"
 
 
-def test_summary_after_resume_counts_this_runs_steps(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_summary_after_resume_counts_this_runs_steps(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     first = Trainer(_config(tiny_model_dir, synthetic_data, out, max_steps=5)).train(stop_at_step=2)
     assert first["steps_this_run"] == 2 and not first["finished"]
-    args = ["train", "--model", str(tiny_model_dir), "--queries", str(synthetic_data["queries"]), "--corpus",
-            str(synthetic_data["corpus"]), "--output-dir", str(out), "--batch-size", "4", "--max-steps", "5", "--workers", "0",
-            "--seed", "3", "--lr", "1e-3", "--set", "warmup_steps=1", "--set", "plot=false", "--no-progress"]
+    args = [
+        "train",
+        "--model",
+        str(tiny_model_dir),
+        "--queries",
+        str(synthetic_data["queries"]),
+        "--corpus",
+        str(synthetic_data["corpus"]),
+        "--output-dir",
+        str(out),
+        "--batch-size",
+        "4",
+        "--max-steps",
+        "5",
+        "--workers",
+        "0",
+        "--seed",
+        "3",
+        "--lr",
+        "1e-3",
+        "--set",
+        "warmup_steps=1",
+        "--set",
+        "plot=false",
+        "--no-progress",
+    ]
     assert main(args) == 2 and "--resume auto" in capsys.readouterr().err  # not silently restarted
     assert main([*args, "--resume", "auto"]) == 0
     line = capsys.readouterr().out
@@ -120,23 +193,49 @@ def test_summary_after_resume_counts_this_runs_steps(tiny_model_dir: Path, synth
     assert "the last weights" in line and "best" not in line  # select_best is off: no "best" that is not the model
 
 
-def test_early_stopping_keeps_the_best_checkpoint(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
+def test_early_stopping_keeps_the_best_checkpoint(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path
+) -> None:
     # a learning rate too small to change the ranking: the metric cannot improve after the first evaluation
-    cfg = _config(tiny_model_dir, synthetic_data, tmp_path, max_steps=20, lr=1e-12, eval_every=1, select_best=True,
-                  early_stopping_patience=2, eval_queries=str(synthetic_data["queries"]), plot=True)
+    cfg = _config(
+        tiny_model_dir,
+        synthetic_data,
+        tmp_path,
+        max_steps=20,
+        lr=1e-12,
+        eval_every=1,
+        select_best=True,
+        early_stopping_patience=2,
+        eval_queries=str(synthetic_data["queries"]),
+        plot=True,
+    )
     summary = Trainer(cfg).train()
     assert summary["finished"] and summary["stopped_early"] and summary["step"] == 3
     assert summary["best"]["step"] == 1 and summary["model_is"] == "best"
-    exported, best = _weights(Path(summary["model_dir"])), _weights(tmp_path / "checkpoints" / "step-00000001" / "model")
+    exported, best = (
+        _weights(Path(summary["model_dir"])),
+        _weights(tmp_path / "checkpoints" / "step-00000001" / "model"),
+    )
     assert all(torch.equal(exported[k], best[k]) for k in best)
     evals = [r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "eval"]
     assert [r["step"] for r in evals] == [1, 2, 3]
     assert (tmp_path / "training_curves.png").stat().st_size > 0
 
 
-def test_default_eval_cadence_and_curves_during_the_run(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
-    trainer = Trainer(_config(tiny_model_dir, synthetic_data, tmp_path, max_steps=20, eval_queries=str(synthetic_data["queries"]),
-                              plot=True, early_stopping_patience=None))
+def test_default_eval_cadence_and_curves_during_the_run(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path
+) -> None:
+    trainer = Trainer(
+        _config(
+            tiny_model_dir,
+            synthetic_data,
+            tmp_path,
+            max_steps=20,
+            eval_queries=str(synthetic_data["queries"]),
+            plot=True,
+            early_stopping_patience=None,
+        )
+    )
     assert trainer.eval_every == 2  # 10 evaluations over 20 steps when not set
     summary = trainer.train(stop_at_step=2)  # a run that has not finished ...
     assert not summary["finished"]
@@ -145,10 +244,35 @@ def test_default_eval_cadence_and_curves_during_the_run(tiny_model_dir: Path, sy
     assert (tmp_path / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # ... already has its curves
 
 
-def test_freeze_a_tower_from_the_command_line(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
-    code = main(["train", "--model", str(tiny_model_dir), "--queries", str(synthetic_data["queries"]), "--corpus",
-                 str(synthetic_data["corpus"]), "--output-dir", str(tmp_path), "--batch-size", "4", "--max-steps", "2",
-                 "--workers", "0", "--freeze", "vision", "--set", "plot=false", "--set", "backbone_lr_scale=1.0", "--json"])
+def test_freeze_a_tower_from_the_command_line(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path
+) -> None:
+    code = main(
+        [
+            "train",
+            "--model",
+            str(tiny_model_dir),
+            "--queries",
+            str(synthetic_data["queries"]),
+            "--corpus",
+            str(synthetic_data["corpus"]),
+            "--output-dir",
+            str(tmp_path),
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "2",
+            "--workers",
+            "0",
+            "--freeze",
+            "vision",
+            "--set",
+            "plot=false",
+            "--set",
+            "backbone_lr_scale=1.0",
+            "--json",
+        ]
+    )
     assert code == 0
     start, end = _weights(tiny_model_dir), _weights(tmp_path / "model")
     changed = {k for k in start if not torch.equal(start[k], end[k])}
@@ -172,7 +296,9 @@ def test_augmentation_is_seeded_and_keeps_size() -> None:
 
 
 @pytest.mark.slow  # four short trainings
-def test_augmented_training_resumes_exactly(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
+def test_augmented_training_resumes_exactly(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path
+) -> None:
     straight = Trainer(_config(tiny_model_dir, synthetic_data, tmp_path / "a", augment=True)).train()
     Trainer(_config(tiny_model_dir, synthetic_data, tmp_path / "b", augment=True)).train(stop_at_step=1)
     resumed = Trainer(_config(tiny_model_dir, synthetic_data, tmp_path / "b", augment=True, resume="auto")).train()
@@ -182,7 +308,9 @@ def test_augmented_training_resumes_exactly(tiny_model_dir: Path, synthetic_data
     assert any(not torch.equal(a[k], plain[k]) for k in a)  # augmentation changed what was trained on
 
 
-def test_mined_hard_negatives_enter_the_batch(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
+def test_mined_hard_negatives_enter_the_batch(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path
+) -> None:
     from ret2_plugin.trainers.evaluation import encode_items, exact_search
 
     trainer = Trainer(_config(tiny_model_dir, synthetic_data, tmp_path, mine_hard_negatives=2))
@@ -218,13 +346,21 @@ def test_training_evaluation_and_serving_share_the_text_limit(tmp_path: Path, sy
     assert trainer.processor(long, side="document")["input_ids"].shape[1] == 5
 
 
-def test_checkpoints_on_a_clock_by_default(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
+def test_checkpoints_on_a_clock_by_default(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path
+) -> None:
     assert TrainConfig.model_fields["save_every_minutes"].default == 10.0  # a run is never hours without a checkpoint
     Trainer(_config(tiny_model_dir, synthetic_data, tmp_path, save_every_minutes=1e-9, keep_last=5)).train()
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000001", "step-00000002", "step-00000003"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "step-00000001",
+        "step-00000002",
+        "step-00000003",
+    ]
 
 
-def test_training_applies_the_served_prompts(tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path) -> None:
+def test_training_applies_the_served_prompts(
+    tiny_model_dir: Path, synthetic_data: dict[str, Path], tmp_path: Path
+) -> None:
     from ret2_plugin import load_encoder
     from ret2_plugin.encoder.inputs import with_prompt
     from ret2_plugin.trainers.data import PairCollator
@@ -245,10 +381,14 @@ def test_modules_the_loop_cannot_train_are_refused(tmp_path: Path) -> None:
     from ret2_plugin.trainers.model_io import check_modules
 
     ours = {"idx": 0, "name": "0", "path": "", "type": "ret2_plugin.encoder.st_module.ReT2Encoder"}
-    (tmp_path / "modules.json").write_text(json.dumps([ours, {"idx": 1, "name": "1", "path": "1_Normalize",
-                                                              "type": "sentence_transformers.models.Normalize"}]))
+    (tmp_path / "modules.json").write_text(
+        json.dumps(
+            [ours, {"idx": 1, "name": "1", "path": "1_Normalize", "type": "sentence_transformers.models.Normalize"}]
+        )
+    )
     check_modules(tmp_path)  # normalising does not change what the loop trains
-    (tmp_path / "modules.json").write_text(json.dumps([ours, {"idx": 1, "name": "1", "path": "1_Dense",
-                                                              "type": "sentence_transformers.models.Dense"}]))
+    (tmp_path / "modules.json").write_text(
+        json.dumps([ours, {"idx": 1, "name": "1", "path": "1_Dense", "type": "sentence_transformers.models.Dense"}])
+    )
     with pytest.raises(ValueError, match="Dense.*SentenceTransformerTrainer"):
         check_modules(tmp_path)
