@@ -47,7 +47,7 @@ def train_plot():
     assert plot_metrics([{"kind": "train", "step": 1, "loss": 1.0}], tempfile.mkdtemp() + "/c.png")
 
 def starter_text_tower():
-    from ret2_plugin.starter import minilm_dir
+    from ret2_plugin.app.starter import minilm_dir
     assert (minilm_dir() / "config.json").is_file()
 
 probe("faiss", faiss_roundtrip)
