@@ -6,7 +6,8 @@
 or `ret2 train --config train.yaml` (one process), `torchrun --nproc-per-node 8 -m ret2_plugin.app.cli train ...`
 (multi-GPU). Modules: `config` (TrainConfig), `data` (JSONL -> batches, images decoded in DataLoader
 workers), `losses` (symmetric InfoNCE, soft multi-positive), `distributed` (all-gather with grad),
-`optim` (param groups, AdamW, warmup + cosine), `loop` (Trainer), `checkpoint`, `evaluation`
+`optim` (param groups, AdamW, warmup + cosine), `loop` (Trainer), `persistence` (its checkpoint / resume /
+export / report methods), `runtime` (train module, DDP, device), `checkpoint`, `evaluation`
 (Recall@k, MRR@10, nDCG@10), `logging` (JSONL + PNG), `convert` (M-BEIR / M2KR -> our JSONL),
 `validate` (every line, image and id checked before step 1), `runctl` (output-dir ownership, SIGINT /
 SIGTERM -> checkpoint + summary), `augment` (Pillow/torch image augmentation), `mining` (hard negatives
