@@ -3,6 +3,9 @@
 
 scripts/test_lowest.sh installs with it and runs the unit tests, so a floor is a tested version, never
 a guess. Transitive dependencies resolve normally (pip has no "lowest" mode: this is "lowest-direct").
+The test-only tools of `[dev]` (pytest, pytest-timeout, pytest-asyncio, datasets, accelerate) are pinned
+to their floors as well, like every runtime dependency: their ranges are in the published metadata too, so
+they are tested, not exempted (a floor the suite cannot run on is raised in pyproject.toml instead).
 Usage: python scripts/lowest_constraints.py [EXTRA ...]   (default: dev)
 """
 
