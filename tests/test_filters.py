@@ -49,6 +49,7 @@ def test_matches_agrees_with_haystack_document_matches_filter():
         ("meta.nested.x", 1, ["a"]),
         ("meta.date", "1969-07-21 20:17:40", ["a"]),  # the same instant, spelled differently
         ("meta.missing", None, ["a", "b"]),  # a missing key reads as None
+        ("nowhere.x", None, ["a", "b"]),  # a dotted field whose root is no Document field: missing too
     ],
 )
 def test_fields_and_dates_as_haystack(field, value, expected):

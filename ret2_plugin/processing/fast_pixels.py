@@ -2,7 +2,7 @@
 
 `CLIPImageProcessorPil` / `ViTImageProcessorPil` convert every image PIL -> numpy -> PIL around the
 resize, rescale in float64 and normalise with transposes, one image at a time. Here the image stays a
-PIL image through the same convert-to-RGB, the same `Image.resize` (same filter, same size rounding)
+PIL image through the processor's own convert-to-RGB, the same `Image.resize` (same filter, same size rounding)
 and a PIL crop at the same offsets (zero fill where the crop is larger, as numpy padding does); then
 one lookup table maps each uint8 value to exactly the float32 that rescale + normalise would compute,
 written straight into a channels-first batch. The result is bit-identical to the processor's.
@@ -125,13 +125,13 @@ def plan_for(image_processor: Any) -> _Plan | None:
     return _Plan(bool(options.get("do_convert_rgb")), shortest_edge, fixed, int(resample), crop, lut)
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """`convert_to_rgb`: transparency is composited onto white."""
-    if "A" in image.getbands() or image.info.get("transparency") is not None:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image if image.mode == "RGB" else image.convert("RGB")  # RGB -> RGB would only copy
+def _to_rgb(image: Image.Image, image_processor: Any) -> Image.Image:
+    """The processor's own `convert_to_rgb`, whose meaning depends on the transformers version (5.21+
+    composites transparency onto white, 5.18-5.20 drop it); a plain RGB image comes back unchanged from all."""
+    if image.mode == "RGB" and image.info.get("transparency") is None:
+        return image  # RGB -> RGB would only copy
+    converted = image_processor.convert_to_rgb(image)  # a PIL image, or an (H, W, 3) uint8 array (later 5.x)
+    return converted if isinstance(converted, Image.Image) else Image.fromarray(np.asarray(converted))
 
 
 def _resized_size(plan: _Plan, width: int, height: int) -> tuple[int, int] | None:
@@ -145,9 +145,9 @@ def _resized_size(plan: _Plan, width: int, height: int) -> tuple[int, int] | Non
     return (plan.shortest_edge, new_long) if width <= height else (new_long, plan.shortest_edge)
 
 
-def _prepare(image: Image.Image, plan: _Plan) -> Image.Image | None:
+def _prepare(image: Image.Image, plan: _Plan, image_processor: Any) -> Image.Image | None:
     if plan.convert_rgb:
-        image = _to_rgb(image)
+        image = _to_rgb(image, image_processor)
     elif image.mode != "RGB":
         return None  # the processor would keep the raw channels: let it decide
     size = _resized_size(plan, *image.size)
@@ -170,7 +170,7 @@ def fast_pixel_values(image_processor: Any, images: Sequence[Image.Image]) -> to
         return None
     prepared = []
     for image in images:
-        done = _prepare(image, plan)
+        done = _prepare(image, plan, image_processor)
         if done is None:
             return None
         prepared.append(np.asarray(done))

@@ -197,7 +197,10 @@ def decode_image(
     limit = Image.MAX_IMAGE_PIXELS or MAX_IMAGE_PIXELS
     target = _TARGET.get() if target is None else target
     try:
-        with Image.open(data) as img:
+        # Not `with Image.open(...)`: the early `close()` below followed by the context manager's exit
+        # raises "Operation on closed image" on Pillow 11.0 (PNG); a second `close()` is harmless.
+        img = Image.open(data)
+        try:
             if img.width * img.height > limit:
                 raise ImageLoadError(
                     source, f"larger than the decompression-bomb limit ({img.width}x{img.height} > {limit} pixels)"
@@ -215,6 +218,8 @@ def decode_image(
                     if factor >= 2:
                         img.close()  # drop the full-resolution pixels now, then give them back to the OS
                         _release_memory()
+        finally:
+            img.close()
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(source, f"larger than the decompression-bomb limit ({limit} pixels): {exc}") from exc
     except UnidentifiedImageError as exc:
