@@ -5,18 +5,43 @@ loaded through `load_encoder(..., precision=...)`, ranks by exact dot product an
 (overall and by query kind) with the change vs fp32, plus encode throughput (items/s, the precisions
 interleaved over `--rounds`, best round) and the speed-up vs fp32.
 
+`--fast-decode` adds the fp32 model with `image_decode="fast"` (JPEG DCT-scaled decoding) as the row
+`fp32+fast-decode`. The example images are small PNGs, which that mode leaves alone: `--jpeg-size N`
+first rewrites every corpus and query image as an N x N JPEG (bicubic, quality 90) in a temp dir, the
+case the mode is for (photos larger than the model's input).
+
     python bench/bench_precision.py --model starter --rounds 2 > precision.json
+    python bench/bench_precision.py --model starter --precisions fp32 --fast-decode --jpeg-size 640
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+
+def as_jpegs(items: list[Any], folder: Path, size: int) -> list[Any]:
+    """The items with each image file rewritten as a `size` x `size` JPEG (RGB as the model sees it)."""
+    from PIL import Image
+
+    out = []
+    for item in items:
+        if isinstance(item.image, (str, Path)):
+            target = folder / (Path(str(item.image)).stem + ".jpg")
+            if not target.exists():
+                with Image.open(item.image) as image:
+                    image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC).save(target, quality=90)
+            item = dataclasses.replace(item, image=str(target))
+        out.append(item)
+    return out
 
 
 def main() -> None:
@@ -25,6 +50,8 @@ def main() -> None:
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "int8"])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--fast-decode", action="store_true", help='add fp32 with image_decode="fast"')
+    parser.add_argument("--jpeg-size", type=int, default=0, help="rewrite the images as JPEGs of this size first")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -40,8 +67,13 @@ def main() -> None:
     errors: list[Any] = []
     corpus = list(read_jsonl(EXAMPLES / "corpus.jsonl", errors))
     queries = list(read_jsonl(EXAMPLES / "queries_heldout.jsonl", errors))
+    workdir = tempfile.TemporaryDirectory()
+    if args.jpeg_size:
+        corpus, queries = (as_jpegs(items, Path(workdir.name), args.jpeg_size) for items in (corpus, queries))
     path = resolve_model(args.model)
     encoders = {p: load_encoder(path, device="cpu", precision=p) for p in args.precisions}
+    if args.fast_decode:
+        encoders["fp32+fast-decode"] = load_encoder(path, device="cpu", image_decode="fast")
     if any(is_multi_vector(e) for e in encoders.values()):
         raise SystemExit("bench_precision ranks single-vector models (dot product); pass a pooled model")
 
@@ -52,7 +84,7 @@ def main() -> None:
             docs.append(batch.embeddings)
         return np.concatenate(docs), embed_queries(encoder, queries, batch_size=args.batch_size), ids
 
-    best: dict[str, float] = {p: float("inf") for p in args.precisions}
+    best: dict[str, float] = {p: float("inf") for p in encoders}
     outputs: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}
     for _ in range(args.rounds):
         for precision, encoder in encoders.items():
@@ -106,6 +138,9 @@ def main() -> None:
                 "rounds": args.rounds,
                 "batch_size": args.batch_size,
                 "input_errors": len(errors),
+                "images": f"{args.jpeg_size}x{args.jpeg_size} JPEG (rewritten)"
+                if args.jpeg_size
+                else "as shipped (PNG)",
                 "load_average_at_start": list(os.getloadavg()),
                 "results": results,
             },

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from ret2_plugin.integrations.haystack.device import as_device, device_from_dict, device_to_dict, torch_device
 from ret2_plugin.integrations.haystack.encoder import load_single_vector_encoder
 from ret2_plugin.integrations.haystack.images import DocumentImageError, load_image, resolve_file_path
+from ret2_plugin.processing.images import check_image_decode
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class ReT2DocumentEmbedder:
         normalize_embeddings: bool = True,
         raise_on_failure: bool = False,
         image_workers: int | None = None,
+        image_decode: str = "exact",
         file_path_meta_field: str = "file_path",
         meta_fields_to_embed: list[str] | None = None,
         embedding_separator: str = "\n",
@@ -83,6 +85,9 @@ class ReT2DocumentEmbedder:
         :param raise_on_failure: Raise `DocumentEmbeddingError` if any document fails instead of
             returning it in `failed_documents`.
         :param image_workers: Encoder threads decoding images (None: the encoder's default).
+        :param image_decode: "exact" (default) or "fast": JPEGs decoded at the DCT scale nearest to the
+            model's input size (faster preprocessing of photos, pixels slightly different; see
+            `ret2_plugin.load_encoder`).
         :param file_path_meta_field: Meta field holding a document's image path (as Haystack's image embedders).
         :param meta_fields_to_embed: Meta fields whose values are embedded with the text, before it (as
             Haystack's text embedders: values, then content, joined by `embedding_separator`).
@@ -99,6 +104,7 @@ class ReT2DocumentEmbedder:
         self.normalize_embeddings = normalize_embeddings
         self.raise_on_failure = raise_on_failure
         self.image_workers = image_workers
+        self.image_decode = check_image_decode(image_decode)
         self.file_path_meta_field = file_path_meta_field
         self.meta_fields_to_embed = list(meta_fields_to_embed or [])
         self.embedding_separator = embedding_separator
@@ -108,7 +114,11 @@ class ReT2DocumentEmbedder:
         """Load the encoder once (later calls do nothing)."""
         if self._encoder is None:
             self._encoder = load_single_vector_encoder(
-                self.model, device=torch_device(self.device), precision=self.precision, image_workers=self.image_workers
+                self.model,
+                device=torch_device(self.device),
+                precision=self.precision,
+                image_workers=self.image_workers,
+                image_decode=self.image_decode,
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,6 +133,7 @@ class ReT2DocumentEmbedder:
             normalize_embeddings=self.normalize_embeddings,
             raise_on_failure=self.raise_on_failure,
             image_workers=self.image_workers,
+            image_decode=self.image_decode,
             file_path_meta_field=self.file_path_meta_field,
             meta_fields_to_embed=self.meta_fields_to_embed,
             embedding_separator=self.embedding_separator,

@@ -11,13 +11,15 @@ from typing import Any
 
 
 def load_single_vector_encoder(
-    model: str, *, device: str | None, precision: str, image_workers: int | None = None
+    model: str, *, device: str | None, precision: str, image_workers: int | None = None, image_decode: str = "exact"
 ) -> Any:
     """`ret2_plugin.load_encoder(model)`, refusing multi-vector models."""
     from ret2_plugin import load_encoder
     from ret2_plugin.search import is_multi_vector
 
-    encoder = load_encoder(model, device=device, precision=precision, image_workers=image_workers)
+    encoder = load_encoder(
+        model, device=device, precision=precision, image_workers=image_workers, image_decode=image_decode
+    )
     if is_multi_vector(encoder):
         raise ValueError(
             f"model {model!r} is a multi-vector (ReT v1, late interaction) model: Haystack Documents hold one "

@@ -41,16 +41,18 @@ def decode_images(
     executor: Executor | None = None,
     workers: int = 1,
     target: tuple[int, int] | None = None,
+    fast: bool = False,
 ) -> list[Image.Image | None | ImageLoadError]:
     """Decode every item's image; a failure is returned in place (an `ImageLoadError`), not raised.
     With `target` (`processing.images.target_size` of the image processor) huge images are reduced
-    towards the model resolution as they are read, so memory does not grow with source resolution."""
+    towards the model resolution as they are read, so memory does not grow with source resolution;
+    `fast`: JPEGs decode at the DCT scale nearest to `target` (`image_decode="fast"`)."""
 
     def one(item: Item) -> Image.Image | None | ImageLoadError:
         if not item.has_image:
             return None
         try:
-            return load_image(item.image, root=root, target=target)
+            return load_image(item.image, root=root, target=target, fast=fast)
         except ImageLoadError as exc:
             return exc
         except Exception as exc:  # noqa: BLE001 - any loader failure (plugins too) is this item's error
@@ -73,11 +75,13 @@ def prepare_batch(
     executor: Executor | None = None,
     workers: int = 1,
     root: str | Path | None = None,
+    fast_decode: bool = False,
 ) -> dict[str, Any]:
-    """Model inputs for `items`; raises the first `ImageLoadError` (naming the input position)."""
+    """Model inputs for `items`; raises the first `ImageLoadError` (naming the input position).
+    `fast_decode`: see `decode_images(fast=)`."""
     if images is None:
         target = target_size(processor.image_processor)
-        decoded = decode_images(items, root=root, executor=executor, workers=workers, target=target)
+        decoded = decode_images(items, root=root, executor=executor, workers=workers, target=target, fast=fast_decode)
         for position, image in enumerate(decoded):
             if isinstance(image, ImageLoadError):
                 raise ImageLoadError(items[position].image, f"{image.reason} (batch position {position})") from image

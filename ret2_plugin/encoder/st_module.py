@@ -31,6 +31,7 @@ from ret2_plugin.encoder.inputs import describe, to_item, with_prompt
 from ret2_plugin.encoder.model_card import card_markdown, write_model_card_section
 from ret2_plugin.modeling import ReT2Model
 from ret2_plugin.processing import ReT2Processor
+from ret2_plugin.processing.images import check_image_decode
 
 MODULE_CONFIG_NAME = "ret2_st_module.json"
 
@@ -61,6 +62,7 @@ class ReT2Encoder(InputModule):
         *,
         image_workers: int | None = None,
         image_root: str | None = None,
+        image_decode: str = "exact",
         training_data: list[str] | None = None,
     ) -> None:
         super().__init__()
@@ -68,6 +70,7 @@ class ReT2Encoder(InputModule):
         self.model = model.eval()
         self.processor = processor
         self.image_root = image_root
+        self.image_decode = check_image_decode(image_decode)  # "fast": JPEG draft decoding (not saved)
         self._pool = LazyPool(image_workers)
 
     # ---- what sentence-transformers asks -----------------------------------------------------------
@@ -129,7 +132,13 @@ class ReT2Encoder(InputModule):
             item = to_item(raw, f"input {describe(raw)} (batch position {position})", root=self.image_root)
             items.append(with_prompt(item, prompt, side))
         return prepare_batch(
-            self.processor, items, side, executor=self._pool.executor, workers=self._pool.workers, root=self.image_root
+            self.processor,
+            items,
+            side,
+            executor=self._pool.executor,
+            workers=self._pool.workers,
+            root=self.image_root,
+            fast_decode=self.image_decode == "fast",
         )
 
     # ---- forward -----------------------------------------------------------------------------------
@@ -194,6 +203,7 @@ class ReT2Encoder(InputModule):
         options = {
             "image_workers": self.image_workers,
             "image_root": self.image_root,
+            "image_decode": self.image_decode,
             "training_data": self.training_data,
         }
         return (_rebuild, (self.model.config.to_dict(), state, dtype, self.processor, options))

@@ -84,6 +84,15 @@ REDUCE_MARGIN = 4  # a reduced image keeps at least 4x the model's input size on
 REDUCE_ABOVE_PIXELS = 4096 * 4096  # only sources over ~16.8 Mpx are reduced: ordinary images stay bit-identical
 DECODE_BUDGET_PIXELS = 128 * 1024 * 1024  # full-resolution pixels being decoded at once, over all threads
 _TARGET: ContextVar[tuple[int, int] | None] = ContextVar("ret2_decode_target", default=None)
+IMAGE_DECODE_MODES = ("exact", "fast")
+_FAST: ContextVar[bool] = ContextVar("ret2_fast_decode", default=False)
+
+
+def check_image_decode(mode: str) -> str:
+    """`mode` if it is one of `IMAGE_DECODE_MODES`, else a ValueError naming them."""
+    if mode not in IMAGE_DECODE_MODES:
+        raise ValueError(f"image_decode must be one of {', '.join(map(repr, IMAGE_DECODE_MODES))}, got {mode!r}")
+    return mode
 
 
 def target_size(image_processor: Any) -> tuple[int, int] | None:
@@ -186,16 +195,24 @@ _BUDGET = _PixelBudget(DECODE_BUDGET_PIXELS)
 
 
 def decode_image(
-    data: io.BytesIO | Path | Any, source: Any = None, *, target: tuple[int, int] | None = None
+    data: io.BytesIO | Path | Any,
+    source: Any = None,
+    *,
+    target: tuple[int, int] | None = None,
+    fast: bool | None = None,
 ) -> Image.Image:
     """Decode and validate one image (a path or file object), reduced towards the model resolution as
     it is read when it is huge (see `reduction_factor`): JPEGs decode at a DCT-scaled size (`draft`),
     other formats decode then `reduce` by an integer factor at once, under a process-wide budget of
     full-resolution pixels in flight. Ordinary images (<= `REDUCE_ABOVE_PIXELS`) are decoded exactly as
-    before. The pixel limit is checked on the header, before any decoding. Raises `ImageLoadError`."""
+    before, unless `fast` (the encoder's `image_decode="fast"`): then a JPEG of any size decodes at the
+    smallest DCT scale (1/2, 1/4 or 1/8) that still covers `target` on each axis, so the resize that
+    follows never upsamples (faster, not bit-identical: see `docs/performance.md`). The pixel limit is
+    checked on the header, before any decoding. Raises `ImageLoadError`."""
     source = data if source is None else source
     limit = Image.MAX_IMAGE_PIXELS or MAX_IMAGE_PIXELS
     target = _TARGET.get() if target is None else target
+    fast = _FAST.get() if fast is None else fast
     try:
         # Not `with Image.open(...)`: the early `close()` below followed by the context manager's exit
         # raises "Operation on closed image" on Pillow 11.0 (PNG); a second `close()` is harmless.
@@ -209,6 +226,8 @@ def decode_image(
             factor = reduction_factor(*size, target)
             if factor >= 2 and img.format == "JPEG":
                 img.draft("RGB", reduced_size(*size, factor, target))  # DCT scaling: decodes at >= that size
+            elif fast and target is not None and img.format == "JPEG":
+                img.draft("RGB", target)  # >= target on each axis (libjpeg picks the scale)
             with _BUDGET.hold(img.width * img.height if factor >= 2 else 0):
                 try:
                     img.load()
@@ -280,10 +299,13 @@ def _takes_root(loader: Any) -> bool:
     return "root" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
-def load_image(source: Any, *, root: str | Path | None = None, target: tuple[int, int] | None = None) -> Image.Image:
+def load_image(
+    source: Any, *, root: str | Path | None = None, target: tuple[int, int] | None = None, fast: bool = False
+) -> Image.Image:
     """PIL images and numpy arrays pass through (as RGB); anything else goes through the registered
     image loaders (plugins first). With `target` (the model's input size, see `target_size`) huge
-    images are reduced towards it as they are decoded (see `decode_image`). Raises `ImageLoadError`."""
+    images are reduced towards it as they are decoded, and with `fast` JPEGs decode at the DCT scale
+    nearest to it (see `decode_image`). Raises `ImageLoadError`."""
     if isinstance(source, Image.Image):
         source = reduce_image(source, target)
         return source if source.mode == "RGB" else source.convert("RGB")
@@ -295,11 +317,13 @@ def load_image(source: Any, *, root: str | Path | None = None, target: tuple[int
     from ret2_plugin.plugins import image_loaders
 
     token = _TARGET.set(target)  # read by `decode_image` in the built-in loaders, on this thread
+    fast_token = _FAST.set(fast)
     try:
         for loader in image_loaders():
             image = loader(source, root=root) if _takes_root(loader) else loader(source)
             if image is not None:
                 return reduce_image(image, target)  # plugin loaders may return full-size images
     finally:
+        _FAST.reset(fast_token)
         _TARGET.reset(token)
     raise ImageLoadError(source, "no image loader understands this source")

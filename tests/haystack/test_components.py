@@ -81,7 +81,13 @@ def test_init_is_keyword_only() -> None:
     "component",
     [
         ReT2DocumentEmbedder(
-            model="some/model", device="cpu", root_path="/data", batch_size=4, progress_bar=False, raise_on_failure=True
+            model="some/model",
+            device="cpu",
+            root_path="/data",
+            batch_size=4,
+            progress_bar=False,
+            raise_on_failure=True,
+            image_decode="fast",
         ),
         ReT2QueryEmbedder(model="some/model", instruction="Find the bird.", normalize_embeddings=False),
         ReT2Retriever(
@@ -101,6 +107,12 @@ def test_to_dict_from_dict_round_trip(component: object) -> None:
     clone = type(component).from_dict(data)  # type: ignore[attr-defined]
     assert clone.to_dict() == data
     assert data["init_parameters"]  # parameters are recorded, not defaults silently
+
+
+def test_document_embedder_records_and_checks_the_decode_mode() -> None:
+    assert ReT2DocumentEmbedder(model="m").to_dict()["init_parameters"]["image_decode"] == "exact"
+    with pytest.raises(ValueError, match="image_decode must be one of"):
+        ReT2DocumentEmbedder(model="m", image_decode="turbo")
 
 
 def test_retriever_filter_policy_round_trips_as_enum() -> None:
