@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -247,3 +248,40 @@ def test_sigkill_mid_run_loses_at_most_one_chunk_and_a_rerun_resumes(tmp_path: P
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     summary = json.loads(rerun.stdout)
     assert (summary["unchanged"], summary["indexed"], summary["count"]) == (kept, n - kept, n)
+
+
+def test_image_decode_fast_reaches_the_stored_vectors(tmp_path: Path, tiny_model_dir: Path, capsys) -> None:
+    from ret2_plugin import load_encoder
+    from ret2_plugin.processing.images import target_size
+    from tests.processing.test_reduced_decoding import _photo_like
+
+    exact_model = load_encoder(tiny_model_dir, device="cpu")
+    target = target_size(exact_model[0].processor.image_processor)
+    assert target is not None
+    photo = tmp_path / "photo.jpg"
+    _photo_like(4 * target[0] + 7, 3 * target[1] + 3).save(photo, quality=90)
+    corpus = _write(tmp_path / "c.jsonl", [{"id": "photo", "image": str(photo)}])
+    stored = {}
+    for mode in ("exact", "fast"):
+        code, summary, _ = _index(capsys, corpus, tmp_path / mode, tiny_model_dir, "--image-decode", mode)
+        assert code == 0 and summary["indexed"] == 1
+        backend = FaissBackend.open(tmp_path / mode)
+        stored[mode] = np.asarray(backend.get(["photo"])[0].embedding, dtype=np.float32)
+        backend.close()
+    fast_model = load_encoder(tiny_model_dir, device="cpu", image_decode="fast")
+    for mode, model in (("exact", exact_model), ("fast", fast_model)):
+        expected = model.encode_document([str(photo)], normalize_embeddings=True)[0]
+        np.testing.assert_allclose(stored[mode], expected, atol=1e-5)
+    assert not np.allclose(stored["exact"], stored["fast"], atol=1e-6)
+
+
+def test_image_decode_fast_is_refused_for_an_encoder_without_that_setting() -> None:
+    from ret2_plugin.app.cli import _set_image_decode
+
+    class PlainEncoder:  # e.g. a plugin encoder that decodes images its own way
+        def encode(self, items: list) -> list:
+            return items
+
+    _set_image_decode(PlainEncoder(), "exact", "plain")  # the default asks nothing of it
+    with pytest.raises(ValueError, match="--image-decode fast: encoder 'plain' has no image_decode setting"):
+        _set_image_decode(PlainEncoder(), "fast", "plain")

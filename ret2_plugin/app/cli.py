@@ -52,11 +52,24 @@ def _load_encoder(name: str, spec: str | None, device: str | None) -> tuple[str,
     return model, loader(model, device=device)
 
 
+def _set_image_decode(encoder: Any, mode: str, name: str) -> None:
+    """`--image-decode`: set on the encoder's ReT module; an encoder without that setting refuses "fast"."""
+    try:
+        module = encoder[0]
+    except (TypeError, IndexError, KeyError):
+        module = encoder
+    if hasattr(module, "image_decode"):
+        module.image_decode = mode
+    elif mode != "exact":
+        raise ValueError(f"--image-decode {mode}: encoder {name!r} has no image_decode setting")
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from ret2_plugin.indexing import IndexingAborted, index_corpus
     from ret2_plugin.search import create_index
 
     model, encoder = _load_encoder(args.encoder, args.model, args.device)
+    _set_image_decode(encoder, args.image_decode, args.encoder)
     index = create_index(
         args.backend, args.index, encoder, model=model, encoder_name=args.encoder, **_backend_options(args)
     )
@@ -194,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--strict", action="store_true", help="exit non-zero when any item failed")
     p.add_argument("--image-root", metavar="DIR", help="refuse (per item) image files outside DIR, symlinks resolved")
+    p.add_argument(
+        "--image-decode",
+        choices=("exact", "fast"),
+        default="exact",
+        help="fast: JPEGs decoded at the DCT scale nearest to the model input (faster, pixels differ slightly)",
+    )
     p.add_argument(
         "--commit-every",
         type=int,
