@@ -22,7 +22,9 @@ import platform
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -168,28 +170,29 @@ def main() -> None:
                 if args.device.startswith("cuda"):
                     torch.cuda.synchronize()
 
-            def encode() -> None:
-                encoder.encode_document(raw, batch_size=args.batch_size, normalize_embeddings=True)
-
-            def encode_fast() -> None:
-                fast_encoder.encode_document(raw, batch_size=args.batch_size, normalize_embeddings=True)
+            def encode_with(model: Any) -> Callable[[], None]:
+                return lambda: model.encode_document(raw, batch_size=args.batch_size, normalize_embeddings=True)
 
             def stream() -> None:
                 for _ in iter_embeddings(encoder, items, side="document", batch_size=args.batch_size):
                     pass
 
-            def prepare_only() -> None:
-                module = encoder[0]
-                for i in range(0, len(raw), args.batch_size):
-                    module.prepare(raw[i : i + args.batch_size], task="document")
+            def prepare_with(model: Any) -> Callable[[], None]:
+                def prepare() -> None:
+                    for i in range(0, len(raw), args.batch_size):
+                        model[0].prepare(raw[i : i + args.batch_size], task="document")
 
-            def prepare_fast() -> None:
-                module = fast_encoder[0]
-                for i in range(0, len(raw), args.batch_size):
-                    module.prepare(raw[i : i + args.batch_size], task="document")
+                return prepare
 
             names = ("forward", "encode", "stream", "prepare_only", "encode_fast", "prepare_fast")
-            fns = [bare, encode, stream, prepare_only, encode_fast, prepare_fast]
+            fns = [
+                bare,
+                encode_with(encoder),
+                stream,
+                prepare_with(encoder),
+                encode_with(fast_encoder),
+                prepare_with(fast_encoder),
+            ]
             if kind == "texts":  # nothing to decode: the fast mode is the same code
                 names, fns = names[:4], fns[:4]
             wall, cpu = timed_interleaved(fns, args.repeats)

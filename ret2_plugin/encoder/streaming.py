@@ -109,7 +109,7 @@ def _prepare(
     """Decode (per-item errors kept aside) and build the tensors of the items that survived (the
     prompt applied to the model's copy only: the items handed back stay as given)."""
     target = target_size(module.processor.image_processor)  # huge images reduced as they are read
-    fast = getattr(module, "image_decode", "exact") == "fast"
+    fast = module.image_decode == "fast"
     decoded = decode_images(batch, root=root, executor=pool.executor, workers=pool.workers, target=target, fast=fast)
     good, images, errors = [], [], []
     for item, image in zip(batch, decoded):
